@@ -1,0 +1,29 @@
+# Two commands do everything on a fresh machine with Python 3.10+ and pip (README.md):
+#   make test       create .venv, install the project and its test dependencies, run the suite
+#   make reproduce  create .venv, install, run the study (for now: the FLOPs table)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test reproduce flops clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+test: install
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing"; exit 1; fi; exit $$rc
+
+flops: install
+	$(BIN)/python -m msstlib.flops
+
+reproduce: install flops
+
+clean:
+	rm -rf $(VENV) .pytest_cache

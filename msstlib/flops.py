@@ -1,0 +1,116 @@
+"""FLOPs of MSSTNet against the paper's Table 3 (``python -m msstlib.flops [--json]``).
+
+Counts multiply-accumulates (MACs), the unit thop/fvcore report as "FLOPs" and the paper's
+Table 3 uses, with :class:`torch.utils.flop_counter.FlopCounterMode` (which counts 2 FLOPs per
+MAC; we halve). Only matrix products and convolutions are counted, as those tools do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .model import MSSTConfig, PRESETS, build_model
+
+# Table 3 of the paper, FLOPs (G) of MSSTNet at each T (depth 2).
+PAPER_GFLOPS = {4: 5.05, 8: 10.10, 12: 15.15, 16: 20.20}
+# Table rows per component: our name -> attribute of MSSTNet.
+COMPONENTS = {"backbone": "backbone", "melayers": "melayers", "tformers": "tformers", "head": "head"}
+
+
+def count_gmacs(cfg: MSSTConfig, frames: int, model: torch.nn.Module | None = None) -> dict[str, float]:
+    """GMACs of one clip of ``frames`` frames: ``{"total", "backbone", "melayers", "tformers", "head"}``."""
+    model = model if model is not None else build_model(cfg)
+    model.eval()
+    x = torch.zeros(1, frames, 3, cfg.image_size, cfg.image_size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    per_module = counter.get_flop_counts()
+    root = type(model).__name__
+    out = {"total": counter.get_total_flops() / 2e9}
+    for name, attr in COMPONENTS.items():
+        key = f"{root}.{attr}"
+        # A ModuleList has no entry of its own: add up its direct children (melayers.0, .1, ...).
+        keys = [key] if key in per_module else [
+            k for k in per_module if k.startswith(key + ".") and k.count(".") == key.count(".") + 1
+        ]
+        out[name] = sum(sum(per_module[k].values()) for k in keys) / 2e9
+    return out
+
+
+def param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_table(cfg: MSSTConfig = PRESETS["paper"], frames=(4, 8, 12, 16), compare: bool = True) -> list[dict]:
+    """One row per T: our GMACs, the paper's, their ratio, parameters, and the per-component split.
+
+    ``compare=False`` leaves the paper's column empty (for presets that are not the paper's model).
+    """
+    model = build_model(cfg)
+    params = param_count(model)
+    rows = []
+    for t in frames:
+        g = count_gmacs(cfg, t, model)
+        paper = PAPER_GFLOPS.get(t) if compare else None
+        rows.append(
+            {
+                "frames": t,
+                "gflops": round(g["total"], 4),
+                "paper_gflops": paper,
+                "ratio": round(g["total"] / paper, 4) if paper else None,
+                "params": params,
+                **{f"{k}_gflops": v for k, v in g.items() if k != "total"},
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'T':>3} {'GFLOPs':>8} {'paper':>7} {'ratio':>6} {'params':>11} | {'backbone':>8} {'MELayers':>8} {'T-Formers':>9} {'head (M)':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['frames']:>3} {r['gflops']:>8.3f} {_fmt(r['paper_gflops'], 7, 2)} {_fmt(r['ratio'], 6, 3)} {r['params']:>11,} | "
+            f"{r['backbone_gflops']:>8.3f} {r['melayers_gflops']:>8.3f} {r['tformers_gflops']:>9.3f} {r['head_gflops'] * 1e3:>8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
+    parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 12, 16])
+    parser.add_argument("--stages", nargs=3, metavar="STAGE", help="override the three ResNet-18 stages "
+                        "(e.g. layer2 layer3 layer4, the other reading of the paper)")
+    args = parser.parse_args(argv)
+    cfg = PRESETS[args.preset]
+    if args.stages:
+        cfg = cfg.replace(stages=tuple(args.stages))
+    rows = flops_table(cfg, tuple(args.frames), compare=args.preset == "paper")
+    if args.json:
+        keys = ("frames", "gflops", "paper_gflops", "ratio", "params")
+        json.dump([{k: r[k] for k in keys} for r in rows], sys.stdout, indent=1)
+        print()
+    else:
+        print(f"MSSTNet FLOPs (multiply-accumulates, G), preset {args.preset!r}: {cfg}")
+        print(format_table(rows))
+        if args.preset == "paper" and len(rows) > 1:
+            linear = [r["gflops"] / rows[0]["gflops"] / (r["frames"] / rows[0]["frames"]) for r in rows]
+            print(f"GFLOPs(T)/GFLOPs({rows[0]['frames']}) relative to T/{rows[0]['frames']}: "
+                  + ", ".join(f"{v:.4f}" for v in linear))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
