@@ -1,0 +1,295 @@
+"""Clip loading: frame sampling, augmentation, and a memory-mapped frame cache (DESIGN.md §3).
+
+:class:`ClipDataset` reads the ``annotations.csv`` that ``data_prep.dfew`` / ``data_prep.ferv39k``
+write, selects DFEW fold ``k`` (test = the clips of fold k, train = the other folds) or a FERV39k
+split, and returns ``(frames, label)`` with ``frames`` a float32 tensor ``(T, 3, H, W)``.
+
+* **Sampling** (TSN-style, as Former-DFER): the clip is cut into ``T`` equal segments; training
+  takes a random frame per segment, testing the segment centre (deterministic). A clip shorter
+  than ``T`` repeats frames in order (``[0, 1, 1, 2]`` for 3 frames and T=4): never dropped, never
+  padded with zeros.
+* **Augmentation** (training only): one random-resized-crop and one horizontal flip per clip,
+  applied identically to every frame. Testing: resize only.
+* **Values**: RGB in [0, 1], then normalised with the ImageNet mean/std (so a local ImageNet
+  ResNet-18 state dict can be used unchanged; for a random-init backbone it is just a
+  standardisation).
+* **Cache**: decoding 224-px JPEGs every epoch is the slow path. ``python -m msstlib.data cache``
+  (or :func:`build_cache`) decodes every frame once, resizes it to the model's resolution and packs
+  all frames into one ``.npy`` that memory-maps (uint8, ``(frames, H, W, 3)``), with an index of
+  each clip's offset. The dataset uses it when present and valid; it is keyed on the resolution and
+  on a fingerprint of the annotations and of every clip folder (path, frame count, folder mtime),
+  so editing the dataset or changing the resolution makes it stale and it is ignored (with a
+  warning) until rebuilt. Cached and uncached paths return the same frames (tested).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from data_prep.common import list_frames
+
+# torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec; the project decodes
+# with torchvision by policy (README), so the notice is silenced here rather than printed per frame.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ClipError(RuntimeError):
+    """A clip cannot be loaded; the message names the clip, the file and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How clips become tensors. Former-DFER's recipe where the paper is silent.
+
+    Args:
+        frames: ``T``, frames sampled per clip.
+        image_size: side of the frames fed to the model (must match the model's ``image_size``).
+        crop_scale: area range of the training random-resized-crop. *Not stated by the paper*;
+            aligned faces lose their features under tiny crops, so we keep at least 60 %.
+        crop_ratio: aspect-ratio range of that crop (torchvision's default).
+        hflip: random horizontal flip in training.
+        normalize: ImageNet mean/std normalisation after scaling to [0, 1].
+    """
+
+    frames: int = 16
+    image_size: int = 128
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+    normalize: bool = True
+
+
+def sample_indices(num_frames: int, frames: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of the ``frames`` frames taken from a clip of ``num_frames`` (TSN segments).
+
+    Segment ``i`` spans ``[i n / T, (i + 1) n / T)``; test takes its centre, training a uniform
+    random frame inside it. Clips with fewer than ``T`` frames get each frame repeated in order.
+    """
+    if num_frames < 1:
+        raise ValueError("a clip needs at least one frame")
+    edges = np.arange(frames + 1) * num_frames / frames
+    if not train:
+        return np.minimum(((edges[:-1] + edges[1:]) / 2).astype(np.int64), num_frames - 1)
+    rng = rng if rng is not None else np.random.default_rng()
+    start = np.floor(edges[:-1]).astype(np.int64)
+    stop = np.maximum(start + 1, np.floor(edges[1:]).astype(np.int64))
+    return np.minimum(rng.integers(start, stop), num_frames - 1)
+
+
+def decode_frame(path: Path, size: int, clip: str) -> torch.Tensor:
+    """One frame as uint8 ``(3, size, size)``, resized with antialiasing; a clear error if unreadable."""
+    try:
+        img = decode_image(str(path), mode=ImageReadMode.RGB)
+    except Exception as exc:  # torchvision raises RuntimeError/ValueError depending on the codec
+        raise ClipError(f"clip {clip}: cannot decode frame {path} ({exc}); re-extract or replace this frame") from None
+    return TF.resize(img, [size, size], antialias=True)
+
+
+def _read_annotations(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no annotations file; run `python -m data_prep.dfew --root ROOT --out DIR` first")
+    table = pd.read_csv(path, dtype={"clip": str})
+    missing = {"clip", "num_frames", "label"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; re-run data_prep to rewrite it")
+    return table
+
+
+def _fingerprint(annotations: Path, table: pd.DataFrame, root: Path, size: int) -> str:
+    h = hashlib.sha256()
+    h.update(annotations.read_bytes())
+    h.update(f"{root.resolve()}|{size}".encode())
+    for clip in table["clip"]:
+        try:
+            h.update(f"{clip}:{os.stat(root / clip).st_mtime_ns}".encode())
+        except FileNotFoundError:
+            h.update(f"{clip}:missing".encode())
+    return h.hexdigest()
+
+
+def cache_paths(cache_dir: Path, size: int) -> tuple[Path, Path]:
+    return cache_dir / f"frames_{size}px.npy", cache_dir / f"index_{size}px.json"
+
+
+def build_cache(annotations: str | Path, root: str | Path, size: int, cache_dir: str | Path | None = None,
+                progress: bool = True) -> Path:
+    """Decode every frame of every clip once at ``size`` px into one memory-mappable ``.npy``.
+
+    Written to a temporary name and renamed at the end, so an interrupted build leaves no cache
+    that looks valid. Returns the index path.
+    """
+    from tqdm.auto import tqdm
+
+    annotations, root = Path(annotations), Path(root)
+    cache_dir = Path(cache_dir) if cache_dir is not None else annotations.parent / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    table = _read_annotations(annotations)
+    counts = table["num_frames"].to_numpy(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    frames_path, index_path = cache_paths(cache_dir, size)
+    tmp = frames_path.with_suffix(".tmp.npy")
+    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), size, size, 3))
+    for i, clip in enumerate(tqdm(table["clip"], desc=f"caching frames at {size}px", disable=not progress)):
+        files = _frame_files(root, clip, int(counts[i]))
+        for j, f in enumerate(files):
+            store[offsets[i] + j] = decode_frame(f, size, clip).permute(1, 2, 0).numpy()
+    store.flush()
+    del store
+    os.replace(tmp, frames_path)
+    index = {"size": size, "fingerprint": _fingerprint(annotations, table, root, size),
+             "clips": table["clip"].tolist(), "offsets": offsets.tolist()}
+    tmp_index = index_path.with_suffix(".tmp")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    return index_path
+
+
+def _frame_files(root: Path, clip: str, expected: int) -> list[Path]:
+    folder = root / clip
+    if not folder.is_dir():
+        raise ClipError(f"clip {clip}: folder {folder} is missing; re-run data_prep or fix --root")
+    files = list_frames(folder)
+    if len(files) < expected:
+        raise ClipError(
+            f"clip {clip}: {folder} holds {len(files)} frames but annotations list {expected}; the folder "
+            f"shrank since preparation: restore the frames or re-run data_prep"
+        )
+    return files[:expected]
+
+
+class ClipDataset(Dataset):
+    """Clips of one split as ``(frames (T, 3, H, W) float32, label int)``.
+
+    Args:
+        annotations: the ``annotations.csv`` written by ``data_prep``.
+        root: the dataset root the ``clip`` column is relative to.
+        fold: DFEW fold ``k`` (1-5): ``train=True`` gives the other folds, ``train=False`` fold k.
+        split: FERV39k split name (``"train"`` / ``"test"``), instead of ``fold``.
+        train: training sampling + augmentation, or deterministic test sampling + resize.
+        cfg: :class:`DataConfig`.
+        cache_dir: where :func:`build_cache` wrote the cache (default: ``annotations``' folder /
+            ``cache``); ``use_cache=False`` forces decoding.
+        seed: base seed of the training sampler (each item mixes in its index and an epoch counter
+            set with :meth:`set_epoch`, so runs are reproducible and workers do not repeat draws).
+    """
+
+    def __init__(self, annotations: str | Path, root: str | Path, *, fold: int | None = None,
+                 split: str | None = None, train: bool, cfg: DataConfig = DataConfig(),
+                 cache_dir: str | Path | None = None, use_cache: bool = True, seed: int = 0):
+        self.annotations, self.root = Path(annotations), Path(root)
+        self.cfg, self.train, self.seed, self.epoch = cfg, train, seed, 0
+        table = _read_annotations(self.annotations)
+        if (fold is None) == (split is None):
+            raise ValueError("give exactly one of fold (DFEW) or split (FERV39k)")
+        if fold is not None:
+            if "fold" not in table.columns:
+                raise ValueError(f"{self.annotations}: no 'fold' column (is this FERV39k? use split=)")
+            if fold not in set(table["fold"]):
+                raise ValueError(f"{self.annotations}: no clip in fold {fold}; folds are {sorted(set(table['fold']))}")
+            mask = (table["fold"] != fold) if train else (table["fold"] == fold)
+        else:
+            if "split" not in table.columns:
+                raise ValueError(f"{self.annotations}: no 'split' column (is this DFEW? use fold=)")
+            mask = table["split"] == split
+            if not mask.any():
+                raise ValueError(f"{self.annotations}: no clip in split {split!r}; splits are {sorted(set(table['split']))}")
+        self.full_table = table
+        self.table = table[mask].reset_index(drop=True)
+        self.clips = self.table["clip"].tolist()
+        self.labels = self.table["label"].to_numpy(np.int64)
+        self.num_frames = self.table["num_frames"].to_numpy(np.int64)
+        self._rows = np.flatnonzero(mask.to_numpy())  # row of each selected clip in the full table
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else self.annotations.parent / "cache"
+        self._store, self._offsets = (self._open_cache() if use_cache else (None, None))
+        self._augment = v2.Compose([
+            v2.RandomResizedCrop(cfg.image_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True),
+            *([v2.RandomHorizontalFlip()] if cfg.hflip else []),
+        ])
+
+    @property
+    def cached(self) -> bool:
+        return self._store is not None
+
+    def _open_cache(self):
+        frames_path, index_path = cache_paths(self._cache_dir, self.cfg.image_size)
+        if not (frames_path.is_file() and index_path.is_file()):
+            return None, None
+        index = json.loads(index_path.read_text())
+        current = _fingerprint(self.annotations, self.full_table, self.root, self.cfg.image_size)
+        if index.get("fingerprint") != current or index.get("size") != self.cfg.image_size:
+            warnings.warn(f"{index_path}: frame cache is stale (dataset or resolution changed); decoding "
+                          f"JPEGs instead. Rebuild it with `python -m msstlib.data cache ...`", stacklevel=3)
+            return None, None
+        return np.load(frames_path, mmap_mode="r"), np.asarray(index["offsets"], dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the training draws from one epoch to the next, reproducibly."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def frames_uint8(self, i: int, indices: np.ndarray) -> torch.Tensor:
+        """The selected frames of clip ``i`` as uint8 ``(T, 3, S, S)`` at the configured size."""
+        clip, n = self.clips[i], int(self.num_frames[i])
+        if self._store is not None:
+            start = self._offsets[self._rows[i]]
+            return torch.from_numpy(np.ascontiguousarray(self._store[start + indices])).permute(0, 3, 1, 2)
+        files = _frame_files(self.root, clip, n)
+        return torch.stack([decode_frame(files[j], self.cfg.image_size, clip) for j in indices])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        idx = sample_indices(int(self.num_frames[i]), self.cfg.frames, self.train, rng)
+        x = self.frames_uint8(i, idx)  # (T, 3, S, S) uint8
+        if self.train:
+            # v2 transforms draw their parameters once per call, so every frame gets the same crop/flip.
+            # Seeded from this item's generator, inside fork_rng so the global torch RNG is untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**31)))
+                x = self._augment(x)
+        x = x.float().div_(255)
+        if self.cfg.normalize:
+            x = TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+        return x, int(self.labels[i])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the memory-mapped frame cache of a prepared dataset.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="decode every frame once at --size px into DIR/cache/")
+    c.add_argument("--annotations", required=True, type=Path)
+    c.add_argument("--root", required=True, type=Path)
+    c.add_argument("--size", required=True, type=int, help="model input size in pixels (e.g. 64 for the cpu preset)")
+    c.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        index = build_cache(args.annotations, args.root, args.size, args.cache_dir)
+    except (ClipError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {index} and {cache_paths(index.parent, args.size)[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
