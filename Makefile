@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# pytest, then nbval over every notebook (lax: errors fail, outputs are not compared).
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: install
 	@$(BIN)/python -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing"; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing"; exit 1; fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: nbval collected no notebooks - failing"; exit 1; fi; exit $$rc
 
 flops: install
 	$(BIN)/python -m msstlib.flops

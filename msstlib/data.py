@@ -77,6 +77,12 @@ class DataConfig:
     hflip: bool = True
     normalize: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("crop_scale", "crop_ratio"):  # lists from JSON / CLI become tuples
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.frames < 1:
+            raise ValueError(f"frames={self.frames}: expected >= 1")
+
 
 def sample_indices(num_frames: int, frames: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
     """Indices of the ``frames`` frames taken from a clip of ``num_frames`` (TSN segments).

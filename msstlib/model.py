@@ -149,7 +149,12 @@ class Backbone(nn.Module):
         super().__init__()
         net = resnet18(weights=None)  # never a download; local weights below
         if weights is not None:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            # The classifier (fc) is never used here, so a state dict without it is fine.
+            missing, unexpected = net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True),
+                                                      strict=False)
+            if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
+                raise ValueError(f"{weights}: not a torchvision ResNet-18 state dict (missing {missing}, "
+                                 f"unexpected {unexpected})")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         order = ["layer1", "layer2", "layer3", "layer4"]
         last = 3 if full else max(order.index(s) for s in stages)
@@ -157,6 +162,8 @@ class Backbone(nn.Module):
         self.stages = tuple(stages)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
+            frames = frames.contiguous(memory_format=torch.channels_last)  # match the weights' layout
         x = self.stem(frames)  # (B*T, 64, H/4, W/4)
         maps = {}
         for name, layer in self.layers.items():

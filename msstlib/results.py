@@ -1,0 +1,164 @@
+"""Collect result JSONs into pandas and render the paper's tables beside ours (``tables.ipynb``).
+
+Our numbers are in percent (like the paper's) in columns prefixed ``ours_``; the paper's,
+transcribed in ``results/paper/*.csv``, in columns prefixed ``paper_``. On SynDFER the paper's
+columns are there for the *shape* of the comparison (which rows win), never as the same quantity:
+the paper measured DFEW / FERV39k.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .labels import EMOTIONS
+
+PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
+
+
+def load_results(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per ``result.json`` under ``runs_dir`` (recursively), metrics in percent."""
+    rows = []
+    for path in sorted(Path(runs_dir).rglob("result.json")):
+        r = json.loads(path.read_text())
+        model = r.get("config", {}).get("model", {})
+        row = {
+            "run": path.parent.name, "dataset": r["dataset"], "fold": r.get("fold"), "split": r.get("split"),
+            "frames": r["frames"], "depths": "-".join(map(str, r["depths"])), "variant": r["variant"],
+            "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"], "preset": r["preset"],
+            "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"], "gflops": r["gflops"],
+            "params": r["params"], "wall_s": r["wall_s"],
+        }
+        row.update({e: (100 * v if v is not None else np.nan) for e, v in r["per_class"].items()})
+        rows.append(row)
+    cols = ["run", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed", "seed", "preset", "epochs",
+            "war", "uar", *EMOTIONS, "gflops", "params", "wall_s"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _summary(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
+    """Mean and std over folds (seed 0 only: seed repeats are reported separately)."""
+    base = df[(df["seed"] == 0) & df["pos_embed"]]
+    g = base.groupby(keys, sort=False)
+    out = g[cols].mean()
+    out["n_folds"] = g.size()
+    for c in ("war", "uar"):
+        if c in cols:
+            out[f"{c}_std"] = g[c].std()
+    return out.reset_index()
+
+
+def _label(row) -> str:
+    if row["variant"] == "resnet18-mean":
+        return "ResNet-18 + temporal mean (baseline)"
+    d = row["depths"].split("-")
+    if all(x == "0" for x in d):
+        return "MELayers only, no T-Former"
+    return ", ".join(f"T-Former{i + 1}: {x}" for i, x in enumerate(d) if x != "0")
+
+
+def table1(df: pd.DataFrame) -> pd.DataFrame:
+    """Component subsets at T=4 and frames x depth, ours beside the paper's Table 1 WAR."""
+    ours = _summary(df, ["frames", "depths", "variant"], ["war", "uar", "gflops"])
+    ours["components"] = ours.apply(_label, axis=1)
+    paper = pd.read_csv(PAPER / "table1.csv")
+    uniform = paper.dropna(subset=["tformer1"]).copy()
+    uniform["depths"] = uniform[["tformer1", "tformer2", "tformer3"]].astype(int).astype(str).agg("-".join, axis=1)
+    uniform["variant"] = "msstnet"
+    none = paper[paper["note"] == "no T-Former"].assign(depths="0-0-0", variant="resnet18-mean")
+    paper_rows = pd.concat([uniform, none])[["frames", "depths", "variant", "war_ferv39k", "war_dfew"]]
+    t = ours.merge(paper_rows, on=["frames", "depths", "variant"], how="left")
+    t = t.rename(columns={"war": "ours_war", "uar": "ours_uar", "war_std": "ours_war_std", "uar_std": "ours_uar_std",
+                          "war_ferv39k": "paper_war_ferv39k", "war_dfew": "paper_war_dfew"})
+    order = ["frames", "components", "depths", "ours_war", "ours_war_std", "ours_uar", "ours_uar_std", "n_folds",
+             "paper_war_dfew", "paper_war_ferv39k", "gflops"]
+    t = t.sort_values(["frames", "variant", "depths"], key=lambda s: s.map(str)).reset_index(drop=True)
+    return t[order]
+
+
+def table1_paper_ablations() -> pd.DataFrame:
+    """The paper's four T=4 ablation rows, whose T-Former positions the text lost."""
+    paper = pd.read_csv(PAPER / "table1.csv")
+    return paper[paper["tformer1"].isna()][["frames", "note", "war_dfew", "war_ferv39k"]]
+
+
+def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
+    """Depth-2 MSSTNet per T: ours (WAR, UAR, per class, GFLOPs) beside Table 3 (DFEW) and Table 2 (FERV39k)."""
+    sel = df[(df["depths"] == depths) & (df["variant"] == "msstnet")]
+    ours = _summary(sel, ["frames"], ["war", "uar", *EMOTIONS, "gflops"])
+    ours = ours.rename(columns={c: f"ours_{c}" for c in ["war", "uar", "war_std", "uar_std", *EMOTIONS, "gflops"]})
+    p3 = pd.read_csv(PAPER / "table3_dfew.csv")
+    p3 = p3[p3["method"] == "MSSTNet"].astype({"frames": int})
+    p3 = p3.rename(columns={c: f"paper_dfew_{c.lower()}" for c in ["war", "uar", *EMOTIONS, "gflops"]}).drop(columns="method")
+    p2 = pd.read_csv(PAPER / "table2_ferv39k.csv")
+    p2 = p2[p2["method"] == "MSSTNet"].astype({"frames": int})
+    p2 = p2.rename(columns={"war": "paper_ferv39k_war", "uar": "paper_ferv39k_uar"}).drop(columns="method")
+    return ours.merge(p3, on="frames", how="left").merge(p2, on="frames", how="left")
+
+
+def seed_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows run with several seeds: mean, std and range of WAR/UAR over seeds."""
+    g = df[df["pos_embed"]].groupby(["frames", "depths", "variant", "fold"], dropna=False)
+    out = g.agg(seeds=("seed", "nunique"), war_mean=("war", "mean"), war_std=("war", "std"),
+                war_min=("war", "min"), war_max=("war", "max"), uar_mean=("uar", "mean"), uar_std=("uar", "std"))
+    return out[out["seeds"] > 1].reset_index()
+
+
+def ablation_pos_embed(df: pd.DataFrame) -> pd.DataFrame:
+    """The same row with and without the temporal position embedding (seed 0)."""
+    sel = df[(df["seed"] == 0) & df["run"].str.contains("no-pos-embed|T04_d111_s0", regex=True)]
+    return sel[["run", "frames", "depths", "pos_embed", "war", "uar"]].reset_index(drop=True)
+
+
+def heatmap(df: pd.DataFrame, ax=None, value: str = "war"):
+    """``value`` over frames (rows) x depth (columns) for uniform-depth MSSTNet rows."""
+    sel = df[(df["variant"] == "msstnet") & df["depths"].isin(["1-1-1", "2-2-2", "3-3-3"])]
+    piv = _summary(sel, ["frames", "depths"], [value]).pivot(index="frames", columns="depths", values=value)
+    ax = ax or plt.gca()
+    sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": f"{value.upper()} (%)"})
+    ax.set(xlabel="blocks per T-Former", ylabel="frames T", title=f"{value.upper()} over frames x depth")
+    return ax
+
+
+def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None):
+    sel = df[(df["variant"] == "msstnet") & (df["depths"] == depths)]
+    s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames"], value_vars=list(EMOTIONS),
+                                                      var_name="class", value_name="accuracy")
+    ax = ax or plt.gca()
+    sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
+    ax.set(ylabel="accuracy (%)", xlabel="", title=f"per-class accuracy, depths {depths}")
+    return ax
+
+
+def plot_curves(log: pd.DataFrame, axes=None):
+    """Training loss and test WAR/UAR per epoch from a ``log.csv``."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    log.plot(x="epoch", y="loss", ax=axes[0], marker="o", title="training loss")
+    log.plot(x="epoch", y=["train_acc", "test_war", "test_uar"], ax=axes[1], marker="o", title="accuracy")
+    axes[1].set_ylim(0, 1)
+    return axes
+
+
+def plot_confusion(result: dict, ax=None, normalize: bool = True):
+    cm = np.asarray(result["confusion"], dtype=float)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax = ax or plt.gca()
+    sns.heatmap(cm, annot=True, fmt=".2f" if normalize else ".0f", xticklabels=EMOTIONS, yticklabels=EMOTIONS,
+                cmap="Blues", ax=ax, vmin=0, vmax=1 if normalize else None)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix" + (" (row-normalised)" if normalize else ""))
+    return ax
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) -> None:
+    """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
+    (out / f"{name}.md").write_text(f"{note}\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n")
