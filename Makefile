@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.10+ and pip (README.md):
 #   make test       create .venv, install the project and its test dependencies, run the suite
-#   make reproduce  create .venv, install, run the study (for now: the FLOPs table)
+#   make reproduce  create .venv, install, FLOPs table, then the whole CPU study on SynDFER
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -27,7 +27,10 @@ test: install
 flops: install
 	$(BIN)/python -m msstlib.flops
 
+# The CPU study on SynDFER: data, backbone pre-training, every table row (2 rows at a time), tables.
+# QUICK=1: a few rows, short training, a smaller SynDFER (results/synthetic-quick, minutes).
 reproduce: install flops
+	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

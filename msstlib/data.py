@@ -65,6 +65,7 @@ class DataConfig:
         image_size: side of the frames fed to the model (must match the model's ``image_size``).
         crop_scale: area range of the training random-resized-crop. *Not stated by the paper*;
             aligned faces lose their features under tiny crops, so we keep at least 60 %.
+            ``(1, 1)`` with ``crop_ratio=(1, 1)`` switches the crop off.
         crop_ratio: aspect-ratio range of that crop (torchvision's default).
         hflip: random horizontal flip in training.
         normalize: ImageNet mean/std normalisation after scaling to [0, 1].
@@ -226,8 +227,10 @@ class ClipDataset(Dataset):
         self._rows = np.flatnonzero(mask.to_numpy())  # row of each selected clip in the full table
         self._cache_dir = Path(cache_dir) if cache_dir is not None else self.annotations.parent / "cache"
         self._store, self._offsets = (self._open_cache() if use_cache else (None, None))
+        crop = cfg.crop_scale != (1.0, 1.0) or cfg.crop_ratio != (1.0, 1.0)  # (1, 1), (1, 1): no crop
         self._augment = v2.Compose([
-            v2.RandomResizedCrop(cfg.image_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True),
+            *([v2.RandomResizedCrop(cfg.image_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True)]
+              if crop else []),
             *([v2.RandomHorizontalFlip()] if cfg.hflip else []),
         ])
 

@@ -41,10 +41,10 @@ class PretrainConfig:
     """
 
     size: int = 64
-    clips: int = 2000
+    clips: int = 2500
     frames_per_clip: int = 4
     seed: int = 1_000_003
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4

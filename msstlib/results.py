@@ -9,6 +9,7 @@ the paper measured DFEW / FERV39k.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +20,14 @@ import seaborn as sns
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
+# Study row names: T04_d111_s0_fold1, T04_r18mean_s0_fold1, T04_d111_no-pos-embed_s0_fold1 (a tagged row).
+_ROW = re.compile(r"^T\d+_(?:d\d{3}|r18mean)(?:_(?P<tag>.+?))?_s\d+_")
+
+
+def row_tag(run: str) -> str:
+    """What a study row tests beyond Table 1 ("no-pos-embed", "sgd", ...), "" for a table row."""
+    m = _ROW.match(run)
+    return (m.group("tag") or "") if m else ""
 
 
 def load_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -28,7 +37,7 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
         r = json.loads(path.read_text())
         model = r.get("config", {}).get("model", {})
         row = {
-            "run": path.parent.name, "dataset": r["dataset"], "fold": r.get("fold"), "split": r.get("split"),
+            "run": path.parent.name, "tag": row_tag(path.parent.name), "dataset": r["dataset"], "fold": r.get("fold"), "split": r.get("split"),
             "frames": r["frames"], "depths": "-".join(map(str, r["depths"])), "variant": r["variant"],
             "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"], "preset": r["preset"],
             "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"], "gflops": r["gflops"],
@@ -36,14 +45,15 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
         }
         row.update({e: (100 * v if v is not None else np.nan) for e, v in r["per_class"].items()})
         rows.append(row)
-    cols = ["run", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed", "seed", "preset", "epochs",
+    cols = ["run", "tag", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed", "seed", "preset", "epochs",
             "war", "uar", *EMOTIONS, "gflops", "params", "wall_s"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def _summary(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
-    """Mean and std over folds (seed 0 only: seed repeats are reported separately)."""
-    base = df[(df["seed"] == 0) & df["pos_embed"]]
+    """Mean and std over folds of the table rows (seed 0, no tag: other seeds and tagged rows are
+    reported separately)."""
+    base = df[(df["seed"] == 0) & (df["tag"] == "")]
     g = base.groupby(keys, sort=False)
     out = g[cols].mean()
     out["n_folds"] = g.size()
@@ -64,7 +74,7 @@ def _label(row) -> str:
 
 def table1(df: pd.DataFrame) -> pd.DataFrame:
     """Component subsets at T=4 and frames x depth, ours beside the paper's Table 1 WAR."""
-    ours = _summary(df, ["frames", "depths", "variant"], ["war", "uar", "gflops"])
+    ours = _summary(df, ["frames", "depths", "variant"], ["war", "uar", "gflops"]).rename(columns={"gflops": "ours_gflops"})
     ours["components"] = ours.apply(_label, axis=1)
     paper = pd.read_csv(PAPER / "table1.csv")
     uniform = paper.dropna(subset=["tformer1"]).copy()
@@ -76,7 +86,7 @@ def table1(df: pd.DataFrame) -> pd.DataFrame:
     t = t.rename(columns={"war": "ours_war", "uar": "ours_uar", "war_std": "ours_war_std", "uar_std": "ours_uar_std",
                           "war_ferv39k": "paper_war_ferv39k", "war_dfew": "paper_war_dfew"})
     order = ["frames", "components", "depths", "ours_war", "ours_war_std", "ours_uar", "ours_uar_std", "n_folds",
-             "paper_war_dfew", "paper_war_ferv39k", "gflops"]
+             "paper_war_dfew", "paper_war_ferv39k", "ours_gflops"]
     t = t.sort_values(["frames", "variant", "depths"], key=lambda s: s.map(str)).reset_index(drop=True)
     return t[order]
 
@@ -103,16 +113,20 @@ def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
 
 def seed_spread(df: pd.DataFrame) -> pd.DataFrame:
     """Rows run with several seeds: mean, std and range of WAR/UAR over seeds."""
-    g = df[df["pos_embed"]].groupby(["frames", "depths", "variant", "fold"], dropna=False)
+    g = df[df["tag"] == ""].groupby(["frames", "depths", "variant", "fold"], dropna=False)
     out = g.agg(seeds=("seed", "nunique"), war_mean=("war", "mean"), war_std=("war", "std"),
                 war_min=("war", "min"), war_max=("war", "max"), uar_mean=("uar", "mean"), uar_std=("uar", "std"))
     return out[out["seeds"] > 1].reset_index()
 
 
-def ablation_pos_embed(df: pd.DataFrame) -> pd.DataFrame:
-    """The same row with and without the temporal position embedding (seed 0)."""
-    sel = df[(df["seed"] == 0) & df["run"].str.contains("no-pos-embed|T04_d111_s0", regex=True)]
-    return sel[["run", "frames", "depths", "pos_embed", "war", "uar"]].reset_index(drop=True)
+def tagged_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows beyond Table 1 (no temporal position embedding, the paper's SGD, ...) beside the table
+    row they modify (same frames, depths, variant, fold; seed 0)."""
+    tagged = df[df["tag"] != ""]
+    keys = ["frames", "depths", "variant", "fold"]
+    ref = df[(df["tag"] == "") & (df["seed"] == 0)].merge(tagged[keys].drop_duplicates(), on=keys)
+    out = pd.concat([ref.assign(tag="(table row)"), tagged])
+    return out[["run", "tag", *keys, "war", "uar", "wall_s"]].sort_values(keys + ["tag"]).reset_index(drop=True)
 
 
 def heatmap(df: pd.DataFrame, ax=None, value: str = "war"):

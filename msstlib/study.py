@@ -56,9 +56,21 @@ class Row:
         return f"T{self.frames:02d}_{base}{extra}_s{self.seed}_{where}"
 
 
+# The paper's optimiser on the CPU preset's frozen-backbone set-up: does SGD train the new layers?
+SGD_ROWS = (
+    ("sgd", {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "step"}),
+    ("sgd-warmup", {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "step",
+                    "warmup_epochs": 1}),
+)
+
+
 def grid(dataset: str, folds: list[int] | None = None, split: str | None = None, quick: bool = False,
-         spread_seeds: tuple[int, ...] = (1, 2)) -> list[Row]:
-    """All rows of the study for one dataset (``quick``: a handful of rows for a smoke run)."""
+         spread_seeds: tuple[int, ...] = (1, 2), sgd_rows: bool = False) -> list[Row]:
+    """All rows of the study for one dataset (``quick``: a handful of rows for a smoke run).
+
+    ``sgd_rows`` adds the paper's optimiser (and with a warm-up) on the T=4 depth-1 row: only
+    meaningful for presets that switch to AdamW (the ``cpu`` preset).
+    """
     places = [(f, None) for f in (folds or [1])] if dataset != "ferv39k" else [(None, split or "train")]
     base = table1_variants()
     if quick:
@@ -72,6 +84,8 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
             rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="no-pos-embed",
                             overrides={"temporal_pos_embed": False}))
             rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", seed=s, tag="seed-spread") for s in spread_seeds]
+            if sgd_rows:
+                rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag=tag, overrides=o) for tag, o in SGD_ROWS]
     return rows
 
 
@@ -128,10 +142,20 @@ def prepare_synthetic(data: Path, clips: int, quick: bool) -> tuple[str, str]:
     if not (ann.parent / "cache" / "index_64px.json").exists():
         subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
                         "--size", "64"], check=True, cwd=ROOT)
-    pre = ["--clips", "400", "--epochs", "1"] if quick else []
+    pre = ["--clips", "400", "--epochs", "1"] if quick else ["--clips", "2500", "--epochs", "6"]
     subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(BACKBONE.with_stem(BACKBONE.stem + ("_quick" if quick else ""))), *pre],
                    check=True, cwd=ROOT)
     return str(ann), str(data)
+
+
+def overview(annotations: str, root: str, results: Path) -> None:
+    """``data_overview.ipynb`` on the study's data: figures under ``results/figures``."""
+    import papermill as pm
+
+    results.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(NOTEBOOKS / "data_overview.ipynb"), str(results / "data_overview.ipynb"),
+                        parameters={"annotations": annotations, "root": root, "figures_dir": str(results / "figures")},
+                        cwd=str(NOTEBOOKS), progress_bar=False)
 
 
 def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[str, str]:
@@ -156,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
     p.add_argument("--folds", type=int, nargs="+", default=[1], help="DFEW-layout folds (paper: 1 2 3 4 5)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--clips", type=int, default=4000, help="SynDFER size when it must be generated")
+    p.add_argument("--clips", type=int, default=3000, help="SynDFER size when it must be generated")
     p.add_argument("--jobs", type=int, default=1, help="rows run in parallel (each gets cores/jobs threads)")
     p.add_argument("--quick", action="store_true", help="a few rows, short training: a smoke run in minutes")
     p.add_argument("--results", help="results folder (default: results/<dataset>, or results/<dataset>-quick)")
     p.add_argument("--dry-run", action="store_true", help="list the rows and exit")
     args = p.parse_args(argv)
 
-    rows = grid(args.dataset, args.folds, quick=args.quick)
+    rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu")
     results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + ("-quick" if args.quick else ""))
     if args.dry_run:
         for row in rows:
@@ -177,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset == "synthetic":
         data = Path(args.root) if args.root else ROOT / "build" / ("syndfer-quick" if args.quick else "syndfer")
         annotations, root = prepare_synthetic(data, 800 if args.quick else args.clips, args.quick)
+        overview(annotations, root, results)
         if args.preset == "cpu":
             extra["backbone_weights"] = str(BACKBONE.with_stem(BACKBONE.stem + ("_quick" if args.quick else "")))
     else:

@@ -116,7 +116,8 @@ PRESETS: dict[str, Preset] = {
         MODEL_PRESETS["cpu"].replace(embed_norm=True),
         TrainConfig(epochs=5, batch_size=16, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine",
                     freeze_backbone=True),
-        DataConfig(image_size=MODEL_PRESETS["cpu"].image_size),
+        # No random-resized-crop: with a frozen backbone it cost WAR in calibration (README); flip only.
+        DataConfig(image_size=MODEL_PRESETS["cpu"].image_size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)),
     ),
 }
 

@@ -25,13 +25,15 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
     ferv = study.grid("ferv39k")
     assert all(r.fold is None and r.split == "train" for r in ferv)
     assert len(study.grid("synthetic", quick=True)) == 4
+    sgd = [r for r in study.grid("synthetic", sgd_rows=True) if r.tag.startswith("sgd")]
+    assert [r.overrides["optimizer"] for r in sgd] == ["sgd", "sgd"] and sgd[1].overrides["warmup_epochs"] == 1
 
 
 def test_dry_run_lists_rows_without_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(study, "run_row", lambda *a, **k: pytest.fail("dry run must not run rows"))
     assert study.main(["--dataset", "synthetic", "--dry-run", "--folds", "1", "3", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "46 rows" in out and "T16_d333_s0_fold3" in out and "todo" in out
+    assert "50 rows" in out  # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 2 SGD rows) and "T16_d333_s0_fold3" in out and "todo" in out
 
 
 def _fake_dataset(tmp_path):
