@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from msstlib.data import ClipDataset
+from msstlib.data import ClipDataset, DataConfig
 from msstlib.model import build_model
 from msstlib.train import PRESETS, TrainConfig, make_optimizer
 
@@ -73,7 +73,7 @@ def main():
     p.add_argument("--backbone", required=True)
     p.add_argument("--steps", type=int, default=150)
     a = p.parse_args()
-    ds = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=PRESETS["cpu"].data.__class__(
+    ds = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=DataConfig(
         frames=4, image_size=64, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)))
     loader = DataLoader(ds, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
     runs = {"SGD 0.1 (paper)": TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
