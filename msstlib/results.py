@@ -119,14 +119,31 @@ def seed_spread(df: pd.DataFrame) -> pd.DataFrame:
     return out[out["seeds"] > 1].reset_index()
 
 
-def tagged_rows(df: pd.DataFrame) -> pd.DataFrame:
+def load_diverged(runs_dir: str | Path) -> pd.DataFrame:
+    """Rows that stopped on a NaN loss (``diverged.json``): where, and the last good epoch."""
+    rows = []
+    for path in sorted(Path(runs_dir).rglob("diverged.json")):
+        d = json.loads(path.read_text())
+        last = d["log"][-1] if d["log"] else {}
+        rows.append({"run": path.parent.name, "tag": row_tag(path.parent.name), "frames": d["frames"],
+                     "depths": "-".join(map(str, d["depths"])), "variant": d["variant"], "fold": d["fold"],
+                     "outcome": d["message"].split(";")[0], "epochs_done": last.get("epoch", 0)})
+    return pd.DataFrame(rows, columns=["run", "tag", "frames", "depths", "variant", "fold", "outcome", "epochs_done"])
+
+
+def tagged_rows(df: pd.DataFrame, diverged: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows beyond Table 1 (no temporal position embedding, the paper's SGD, ...) beside the table
-    row they modify (same frames, depths, variant, fold; seed 0)."""
-    tagged = df[df["tag"] != ""]
+    row they modify (same frames, depths, variant, fold; seed 0). Diverged rows say so."""
+    tagged = df[df["tag"] != ""].assign(outcome="trained")
     keys = ["frames", "depths", "variant", "fold"]
+    parts = [tagged]
+    if diverged is not None and len(diverged):
+        parts.append(diverged.assign(war=np.nan, uar=np.nan, wall_s=np.nan))
+    tagged = pd.concat(parts)
     ref = df[(df["tag"] == "") & (df["seed"] == 0)].merge(tagged[keys].drop_duplicates(), on=keys)
-    out = pd.concat([ref.assign(tag="(table row)"), tagged])
-    return out[["run", "tag", *keys, "war", "uar", "wall_s"]].sort_values(keys + ["tag"]).reset_index(drop=True)
+    out = pd.concat([ref.assign(tag="(table row)", outcome="trained"), tagged])
+    cols = ["run", "tag", *keys, "outcome", "war", "uar", "wall_s"]
+    return out[cols].sort_values(keys + ["tag"]).reset_index(drop=True)
 
 
 def heatmap(df: pd.DataFrame, ax=None, value: str = "war"):

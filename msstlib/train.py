@@ -341,8 +341,20 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
                    dataset=dataset or infer_dataset(annotations, root), fold=fold, split=split, preset=preset,
                    seed=seed)
     resume = (Path(work_dir) / "checkpoint.pt").exists()
-    result = train_run(spec, model_cfg, dataclasses.replace(p.train, **train_over),
-                       dataclasses.replace(p.data, **data_over), resume=resume, progress=progress)
+    try:
+        result = train_run(spec, model_cfg, dataclasses.replace(p.train, **train_over),
+                           dataclasses.replace(p.data, **data_over), resume=resume, progress=progress)
+    except FloatingPointError as exc:
+        if result_dir:  # a divergence is an outcome worth keeping: what, where, and the log so far
+            dest = Path(result_dir)
+            dest.mkdir(parents=True, exist_ok=True)
+            log = Path(work_dir) / "log.csv"
+            record = {"status": "diverged", "message": str(exc), "dataset": spec.dataset, "fold": fold,
+                      "split": split, "frames": frames, "depths": list(depths), "variant": variant,
+                      "preset": preset, "seed": seed, "overrides": overrides or {},
+                      "log": pd.read_csv(log).to_dict("records") if log.exists() else []}
+            _atomic_write_text(dest / "diverged.json", json.dumps(record, indent=1))
+        raise
     if result_dir:
         dest = Path(result_dir)
         dest.mkdir(parents=True, exist_ok=True)

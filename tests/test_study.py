@@ -26,14 +26,15 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
     assert all(r.fold is None and r.split == "train" for r in ferv)
     assert len(study.grid("synthetic", quick=True)) == 4
     sgd = [r for r in study.grid("synthetic", sgd_rows=True) if r.tag.startswith("sgd")]
-    assert [r.overrides["optimizer"] for r in sgd] == ["sgd", "sgd"] and sgd[1].overrides["warmup_epochs"] == 1
+    assert [r.overrides["optimizer"] for r in sgd] == ["sgd"] * 3 and sgd[1].overrides["warmup_epochs"] == 1
+    assert all(r.probe for r in sgd) and not any(r.probe for r in study.grid("synthetic"))
 
 
 def test_dry_run_lists_rows_without_running(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(study, "run_row", lambda *a, **k: pytest.fail("dry run must not run rows"))
     assert study.main(["--dataset", "synthetic", "--dry-run", "--folds", "1", "3", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "50 rows" in out  # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 2 SGD rows) and "T16_d333_s0_fold3" in out and "todo" in out
+    assert "52 rows" in out  # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 3 SGD probes) and "T16_d333_s0_fold3" in out and "todo" in out
 
 
 def _fake_dataset(tmp_path):
@@ -99,3 +100,22 @@ def test_one_row_through_papermill(tmp_path):
     assert result["depths"] == [1, 0, 1] and result["config"]["model"]["embed_dim"] == 32
     assert (out / "train_eval.ipynb").exists() and (out / "log.csv").exists()
     assert (tmp_path / "build" / "runs" / row.name / "checkpoint.pt").exists()
+
+
+def test_a_diverging_probe_is_an_outcome_but_a_diverging_table_row_is_a_failure(tmp_path, monkeypatch):
+    import papermill
+
+    def diverge(src, dst, parameters, **kw):
+        if Path(src).name == "train_eval.ipynb":
+            Path(parameters["result_dir"], "diverged.json").write_text("{}")
+            raise RuntimeError("FloatingPointError: loss became nan")
+
+    monkeypatch.setattr(papermill, "execute_notebook", diverge)
+    kw = dict(annotations="a", root="r", preset="cpu", results=tmp_path, build=tmp_path / "b", epochs=1, threads=1,
+              extra={})
+    probe = [r for r in study.grid("synthetic", sgd_rows=True) if r.probe][0]
+    assert study.run_row(probe, **kw) == (probe, None)
+    assert study.run_row(probe, **kw) == (probe, None)  # recorded: skipped on a rerun
+    table_row = study.grid("synthetic")[0]
+    _, error = study.run_row(table_row, **kw)
+    assert error is not None and "nan" in error

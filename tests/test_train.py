@@ -96,6 +96,13 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, 
     assert "loss became nan at epoch 2" in err and "checkpoint" in err
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert not (out / "result.json").exists()
+    # Through run() with a result folder, the divergence is recorded with the log so far.
+    calls["n"] = 0
+    with pytest.raises(FloatingPointError):
+        _run(tiny, tmp_path / "nan2", epochs=3, result_dir=str(tmp_path / "res"))
+    record = json.loads((tmp_path / "res" / "diverged.json").read_text())
+    assert record["status"] == "diverged" and "epoch 2" in record["message"] and len(record["log"]) == 1
+    assert not (tmp_path / "res" / "result.json").exists()
 
 
 def test_existing_checkpoint_needs_resume(tiny, tmp_path, capsys):
