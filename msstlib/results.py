@@ -87,7 +87,7 @@ def table1(df: pd.DataFrame) -> pd.DataFrame:
                           "war_ferv39k": "paper_war_ferv39k", "war_dfew": "paper_war_dfew"})
     order = ["frames", "components", "depths", "ours_war", "ours_war_std", "ours_uar", "ours_uar_std", "n_folds",
              "paper_war_dfew", "paper_war_ferv39k", "ours_gflops"]
-    t = t.sort_values(["frames", "variant", "depths"], key=lambda s: s.map(str)).reset_index(drop=True)
+    t = t.sort_values(["frames", "variant", "depths"], ascending=[True, False, True]).reset_index(drop=True)
     return t[order]
 
 
@@ -192,4 +192,6 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
-    (out / f"{name}.md").write_text(f"{note}\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n")
+    # Columns with no value at all (a std over a single fold) are left out of the Markdown view.
+    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all()])
+    (out / f"{name}.md").write_text(f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")
