@@ -63,7 +63,7 @@ class TrainConfig:
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         label_smoothing: cross-entropy label smoothing (0, as the paper).
         channels_last: run the model in channels-last memory format. On by default on every device:
-            on the two-core CPU it made a frozen-backbone step 4x faster (``benchmarks/``).
+            on the two-core CPU it made a frozen-backbone step 1.2-1.3x faster (``benchmarks/``).
         num_workers: DataLoader worker processes (0 = load in the training process).
         threads: torch CPU threads (0 = torch's default).
     """

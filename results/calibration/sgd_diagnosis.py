@@ -52,6 +52,8 @@ def run(opt_cfg: TrainConfig, loader, backbone: str, steps: int) -> dict:
             x, y = next(it)
         before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         loss = F.cross_entropy(model(x), y)
+        if not torch.isfinite(loss):
+            break  # diverged: the statistics below cover the steps before it
         opt.zero_grad()
         loss.backward()
         grads = {n: p.grad.norm().item() for n, p in model.named_parameters() if p.requires_grad}
@@ -63,7 +65,8 @@ def run(opt_cfg: TrainConfig, loader, backbone: str, steps: int) -> dict:
                 stats[(group_of(n), "rel_update")].append(rel)
         losses.append(loss.item())
     return {"stats": {k: float(np.median(v)) for k, v in stats.items()},
-            "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:]))}
+            "max_update": {g: float(np.max(v)) for (g, kind), v in stats.items() if kind == "rel_update"},
+            "steps": len(losses), "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:]))}
 
 
 def main():
@@ -79,7 +82,7 @@ def main():
     runs = {"SGD 0.1 (paper)": TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
             "AdamW 1e-3 (cpu)": PRESETS["cpu"].train}
     res = {k: run(v, loader, a.backbone, a.steps) for k, v in runs.items()}
-    print(f"median over {a.steps} steps and parameters of each group (T=4, depth 1, batch 16)")
+    print(f"median over the finite steps (of {a.steps}) and the parameters of each group (T=4, depth 1, batch 16)")
     print(f"{'group':16s}" + "".join(f"{k + ' grad':>22s}{k + ' dW/W':>22s}" for k in res))
     for g in [*GROUPS, "other"]:
         if (g, "grad") not in res[next(iter(res))]["stats"]:
@@ -87,7 +90,9 @@ def main():
         print(f"{g:16s}" + "".join(f"{r['stats'][(g, 'grad')]:>22.2e}{r['stats'][(g, 'rel_update')]:>22.2e}"
                                    for r in res.values()))
     for k, r in res.items():
-        print(f"{k}: training loss {r['loss_first']:.3f} (first 20 steps) -> {r['loss_last']:.3f} (last 20)")
+        print(f"{k}: {r['steps']} finite steps; training loss {r['loss_first']:.3f} (first 20) -> "
+              f"{r['loss_last']:.3f} (last 20); largest relative update per group: "
+              + ", ".join(f"{g} {v:.2g}" for g, v in r["max_update"].items()))
 
 
 if __name__ == "__main__":
