@@ -56,13 +56,21 @@ def run(opt_cfg: TrainConfig, loader, backbone: str, steps: int) -> dict:
             break  # diverged: the statistics below cover the steps before it
         opt.zero_grad()
         loss.backward()
-        grads = {n: p.grad.norm().item() for n, p in model.named_parameters() if p.requires_grad}
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        if not all(torch.isfinite(g).all() for g in grads.values()):
+            break
         opt.step()
+        # Per group: gradient norm, and the relative update ||dW|| / ||W|| over all its tensors together.
+        sq = defaultdict(lambda: [0.0, 0.0, 0.0])  # grad^2, dW^2, W^2
         for n, p in model.named_parameters():
             if p.requires_grad:
-                rel = (p.detach() - before[n]).norm().item() / max(before[n].norm().item(), 1e-12)
-                stats[(group_of(n), "grad")].append(grads[n])
-                stats[(group_of(n), "rel_update")].append(rel)
+                acc = sq[group_of(n)]
+                acc[0] += grads[n].pow(2).sum().item()
+                acc[1] += (p.detach() - before[n]).pow(2).sum().item()
+                acc[2] += before[n].pow(2).sum().item()
+        for g, (g2, d2, w2) in sq.items():
+            stats[(g, "grad")].append(g2 ** 0.5)
+            stats[(g, "rel_update")].append((d2 / max(w2, 1e-12)) ** 0.5)
         losses.append(loss.item())
     return {"stats": {k: float(np.median(v)) for k, v in stats.items()},
             "max_update": {g: float(np.max(v)) for (g, kind), v in stats.items() if kind == "rel_update"},
