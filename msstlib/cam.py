@@ -120,6 +120,7 @@ class ClipSource:
     def __post_init__(self):
         self.ds = ClipDataset(self.annotations, self.root, fold=self.fold, train=False,
                               cfg=DataConfig(frames=self.frames, image_size=self.image_size))
+        self.has_masks = (Path(self.root) / "Masks").is_dir()  # SynDFER has them; DFEW: figure only
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -128,7 +129,8 @@ class ClipSource:
         x, y = self.ds[i]
         idx = sample_indices(int(self.ds.num_frames[i]), self.frames, train=False)
         rgb = self.ds.frames_uint8(i, idx).permute(0, 2, 3, 1).numpy()
-        masks = motion_masks(self.root, self.ds.clips[i], idx, self.image_size) if with_masks else None
+        masks = (motion_masks(self.root, self.ds.clips[i], idx, self.image_size)
+                 if with_masks and self.has_masks else None)
         return x, y, rgb, masks, idx
 
 

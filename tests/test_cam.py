@@ -1,5 +1,7 @@
 """Grad-CAM: the clip-as-batch wrapper computes true per-frame Grad-CAM; scoring is right."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,16 @@ def test_measure_and_summary_on_a_tiny_synthetic(tmp_path):
     assert s["energy_in_mask"].between(0, 1).all() and s["mask_area"].between(0, 1).all()
     text = cam.verdict(s, ["plain", "msst"])
     assert text.count("CNN layer") == 3
+
+
+def test_without_masks_the_source_gives_the_figure_only(tmp_path):
+    import shutil
+
+    from msstlib.study import tiny_synthetic
+
+    ann, root = tiny_synthetic(tmp_path / "d")
+    shutil.rmtree(Path(root) / "Masks")  # what a real DFEW root looks like to this module
+    src = cam.ClipSource(ann, root, 1, 4, 64)
+    assert not src.has_masks
+    x, y, rgb, masks, idx = src.get(0)
+    assert masks is None and rgb.shape == (4, 64, 64, 3) and x.shape == (4, 3, 64, 64)
