@@ -126,9 +126,10 @@ class ClipSource:
         return len(self.ds)
 
     def get(self, i: int, with_masks: bool = True):
-        x, y = self.ds[i]
-        idx = sample_indices(int(self.ds.num_frames[i]), self.frames, train=False)
-        rgb = self.ds.frames_uint8(i, idx).permute(0, 2, 3, 1).numpy()
+        idx = sample_indices(int(self.ds.num_frames[i]), self.frames, train=False)  # as the test set samples
+        raw = self.ds.frames_uint8(i, idx)  # loaded once: model input and display both come from it
+        x, y = self.ds.to_input(raw), int(self.ds.labels[i])
+        rgb = raw.permute(0, 2, 3, 1).numpy()
         masks = (motion_masks(self.root, self.ds.clips[i], idx, self.image_size)
                  if with_masks and self.has_masks else None)
         return x, y, rgb, masks, idx

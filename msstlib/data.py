@@ -276,10 +276,12 @@ class ClipDataset(Dataset):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**31)))
                 x = self._augment(x)
-        x = x.float().div_(255)
-        if self.cfg.normalize:
-            x = TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
-        return x, int(self.labels[i])
+        return self.to_input(x), int(self.labels[i])
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``(T, 3, S, S)`` -> the float model input: [0, 1], then ImageNet mean/std."""
+        x = frames.float().div_(255)
+        return TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD) if self.cfg.normalize else x
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,23 +18,23 @@ from .model import MSSTConfig, PRESETS, build_model
 
 # Table 3 of the paper, FLOPs (G) of MSSTNet at each T (depth 2).
 PAPER_GFLOPS = {4: 5.05, 8: 10.10, 12: 15.15, 16: 20.20}
-# Table rows per component: our name -> attribute of MSSTNet.
-COMPONENTS = {"backbone": "backbone", "melayers": "melayers", "tformers": "tformers", "head": "head"}
+# The parts of MSSTNet counted separately (attribute names).
+COMPONENTS = ("backbone", "melayers", "tformers", "head")
 
 
 def count_gmacs(cfg: MSSTConfig, frames: int, model: torch.nn.Module | None = None) -> dict[str, float]:
     """GMACs of one clip of ``frames`` frames: ``{"total", "backbone", "melayers", "tformers", "head"}``."""
     model = model if model is not None else build_model(cfg)
     model.eval()
-    x = torch.zeros(1, frames, 3, cfg.image_size, cfg.image_size)
+    x = torch.zeros(1, frames, 3, cfg.image_size, cfg.image_size, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(x)
     per_module = counter.get_flop_counts()
     root = type(model).__name__
     out = {"total": counter.get_total_flops() / 2e9}
-    for name, attr in COMPONENTS.items():
-        key = f"{root}.{attr}"
+    for name in COMPONENTS:
+        key = f"{root}.{name}"
         # A ModuleList has no entry of its own: add up its direct children (melayers.0, .1, ...).
         keys = [key] if key in per_module else [
             k for k in per_module if k.startswith(key + ".") and k.count(".") == key.count(".") + 1

@@ -19,7 +19,7 @@ The plain "ResNet-18 + temporal mean + FC" baseline is :class:`ResNet18Mean`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -102,9 +102,6 @@ class MSSTConfig:
             for stage in self.stages:
                 side = math.ceil(self.image_size / STAGE_STRIDE[stage])
                 patch_size(side, side, self.num_patches, where=f"{stage} at image_size={self.image_size}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def replace(self, **changes) -> "MSSTConfig":
         return replace(self, **changes)

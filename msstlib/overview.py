@@ -15,7 +15,7 @@ import seaborn as sns
 
 from .data import decode_frame, sample_indices
 from .labels import EMOTIONS
-from data_prep.common import list_frames
+from data_prep.common import count_table, list_frames
 
 
 def group_column(table: pd.DataFrame) -> str:
@@ -24,10 +24,10 @@ def group_column(table: pd.DataFrame) -> str:
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Clips per class (rows, canonical order) and per fold/split (columns), with totals."""
-    by = group_column(table)
-    counts = pd.crosstab(table["emotion"], table[by], margins=True, margins_name="total")
-    return counts.reindex([*[e for e in EMOTIONS if e in counts.index], "total"]).fillna(0).astype(int)
+    """Clips per class (rows, canonical order) and per fold/split (columns), with totals: the
+    preparation commands' count table, turned to read down the classes."""
+    counts = count_table(table, group_column(table)).T.rename(columns={"all": "total"})
+    return counts.loc[[e for e in EMOTIONS if counts.loc[e].sum() > 0] + ["total"]]
 
 
 def plot_class_distribution(table: pd.DataFrame, ax=None):

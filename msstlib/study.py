@@ -137,6 +137,11 @@ def render_tables(results: Path, dataset: str) -> None:
                         cwd=str(NOTEBOOKS), progress_bar=False)
 
 
+def backbone_path(quick: bool) -> Path:
+    """The cached pre-trained ResNet-18 of the synthetic study (a smaller one for ``--quick``)."""
+    return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
+
+
 def prepare_synthetic(data: Path, clips: int, quick: bool) -> tuple[str, str]:
     """Generate SynDFER, prepare it like DFEW, cache its frames and pre-train the backbone (each step
     skipped when already done). Returns (annotations, root)."""
@@ -150,9 +155,8 @@ def prepare_synthetic(data: Path, clips: int, quick: bool) -> tuple[str, str]:
     if not (ann.parent / "cache" / "index_64px.json").exists():
         subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
                         "--size", "64"], check=True, cwd=ROOT)
-    pre = ["--clips", "400", "--epochs", "1"] if quick else ["--clips", "2500", "--epochs", "6"]
-    subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(BACKBONE.with_stem(BACKBONE.stem + ("_quick" if quick else ""))), *pre],
-                   check=True, cwd=ROOT)
+    pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
+    subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
     return str(ann), str(data)
 
 
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         annotations, root = prepare_synthetic(data, 800 if args.quick else args.clips, args.quick)
         overview(annotations, root, results)
         if args.preset == "cpu":
-            extra["backbone_weights"] = str(BACKBONE.with_stem(BACKBONE.stem + ("_quick" if args.quick else "")))
+            extra["backbone_weights"] = str(backbone_path(args.quick))
     else:
         if not args.root:
             p.error(f"--root is required for {args.dataset}")

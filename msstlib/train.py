@@ -212,7 +212,6 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed)
 
     sel = {"fold": spec.fold} if spec.fold is not None else {"split": spec.split}
     test_sel = sel if spec.fold is not None else {"split": "test"}
@@ -300,13 +299,12 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         "dataset": spec.dataset, "fold": spec.fold, "split": spec.split,
         "frames": data_cfg.frames, "depths": list(model_cfg.depths), "variant": model_cfg.variant,
         "preset": spec.preset, "epochs": train_cfg.epochs, "seed": spec.seed,
-        "war": m.war, "uar": m.uar, "per_class": m.per_class, "confusion": m.confusion.tolist(),
-        "support": m.support, "absent": list(m.absent), "test_clips": int(len(y_true)),
+        **m.to_dict(), "test_clips": int(len(y_true)),
         "train_clips": len(train_set),
         "best_epoch_selected_on_test": {"note": "for reference only: chosen on the test set, not a result",
                                         "epoch": int(best["epoch"]), "war": float(best["test_war"]),
                                         "uar": float(best["test_uar"])},
-        "gflops": count_gmacs(model_cfg, data_cfg.frames)["total"], "params": param_count(model),
+        "gflops": count_gmacs(model_cfg, data_cfg.frames, model)["total"], "params": param_count(model),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "wall_s": wall_before + time.time() - t0, "device": str(device),
         "config": config, "versions": versions(),
