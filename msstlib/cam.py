@@ -190,14 +190,17 @@ def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str,
 
 def demo_checkpoints(work: str | Path, annotations: str, root: str) -> tuple[str, str]:
     """Two tiny one-epoch models (no T-Former; MSSTNet depth 1) for the notebook's smoke defaults."""
+    from .study import tiny_backbone
     from .train import run
 
     paths = []
+    weights = tiny_backbone(Path(work) / "resnet18_tiny.pt")
     for depths in ((0, 0, 0), (1, 1, 1)):
         out = Path(work) / f"d{''.join(map(str, depths))}"
         if not (out / "checkpoint.pt").exists() or not (out / "result.json").exists():
             run(annotations=annotations, root=root, fold=1, frames=4, depths=depths, preset="cpu", epochs=1,
-                work_dir=str(out), overrides={"embed_dim": 32, "num_heads": 4}, progress=False)
+                work_dir=str(out), overrides={"embed_dim": 32, "num_heads": 4, "backbone_weights": weights},
+                progress=False)
         paths.append(str(out / "checkpoint.pt"))
     return paths[0], paths[1]
 

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from data_prep.common import list_frames
 
+from .config import DataConfig  # noqa: F401 (re-exported: configs live in msstlib.config)
+
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec; the project decodes
 # with torchvision by policy (README), so the notice is silenced here rather than printed per frame.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -54,35 +55,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class ClipError(RuntimeError):
     """A clip cannot be loaded; the message names the clip, the file and the fix."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How clips become tensors. Former-DFER's recipe where the paper is silent.
-
-    Args:
-        frames: ``T``, frames sampled per clip.
-        image_size: side of the frames fed to the model (must match the model's ``image_size``).
-        crop_scale: area range of the training random-resized-crop. *Not stated by the paper*;
-            aligned faces lose their features under tiny crops, so we keep at least 60 %.
-            ``(1, 1)`` with ``crop_ratio=(1, 1)`` switches the crop off.
-        crop_ratio: aspect-ratio range of that crop (torchvision's default).
-        hflip: random horizontal flip in training.
-        normalize: ImageNet mean/std normalisation after scaling to [0, 1].
-    """
-
-    frames: int = 16
-    image_size: int = 128
-    crop_scale: tuple[float, float] = (0.6, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: bool = True
-    normalize: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("crop_scale", "crop_ratio"):  # lists from JSON / CLI become tuples
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        if self.frames < 1:
-            raise ValueError(f"frames={self.frames}: expected >= 1")
 
 
 def sample_indices(num_frames: int, frames: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -195,15 +167,21 @@ class ClipDataset(Dataset):
         cfg: :class:`DataConfig`.
         cache_dir: where :func:`build_cache` wrote the cache (default: ``annotations``' folder /
             ``cache``); ``use_cache=False`` forces decoding.
-        seed: base seed of the training sampler (each item mixes in its index and an epoch counter
-            set with :meth:`set_epoch`, so runs are reproducible and workers do not repeat draws).
+        seed: base seed of the training sampler (each item mixes in its index and the epoch, so runs
+            are reproducible whichever worker or process loads the item).
+        raw: return the frames as uint8 ``(T, 3, H, W)`` (augmented, not normalised): the training
+            loop moves uint8 to the device and normalises there with :func:`to_model_input`.
+
+    Items are addressed by ``i`` (the epoch set with :meth:`set_epoch`) or by ``(i, epoch)``, which
+    is what :class:`EpochBatches` yields: with persistent DataLoader workers, which hold their own
+    copy of the dataset, the epoch must travel with the index.
     """
 
     def __init__(self, annotations: str | Path, root: str | Path, *, fold: int | None = None,
                  split: str | None = None, train: bool, cfg: DataConfig = DataConfig(),
-                 cache_dir: str | Path | None = None, use_cache: bool = True, seed: int = 0):
+                 cache_dir: str | Path | None = None, use_cache: bool = True, seed: int = 0, raw: bool = False):
         self.annotations, self.root = Path(annotations), Path(root)
-        self.cfg, self.train, self.seed, self.epoch = cfg, train, seed, 0
+        self.cfg, self.train, self.seed, self.epoch, self.raw = cfg, train, seed, 0, raw
         table = _read_annotations(self.annotations)
         if (fold is None) == (split is None):
             raise ValueError("give exactly one of fold (DFEW) or split (FERV39k)")
@@ -266,8 +244,9 @@ class ClipDataset(Dataset):
         files = _frame_files(self.root, clip, n)
         return torch.stack([decode_frame(files[j], self.cfg.image_size, clip) for j in indices])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         idx = sample_indices(int(self.num_frames[i]), self.cfg.frames, self.train, rng)
         x = self.frames_uint8(i, idx)  # (T, 3, S, S) uint8
         if self.train:
@@ -276,12 +255,80 @@ class ClipDataset(Dataset):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**31)))
                 x = self._augment(x)
-        return self.to_input(x), int(self.labels[i])
+        return (x if self.raw else self.to_input(x)), int(self.labels[i])
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames ``(T, 3, S, S)`` -> the float model input: [0, 1], then ImageNet mean/std."""
-        x = frames.float().div_(255)
-        return TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD) if self.cfg.normalize else x
+        return to_model_input(frames, self.cfg.normalize)
+
+
+def to_model_input(frames: torch.Tensor, normalize: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 frames ``(..., 3, H, W)`` -> float model input on ``device``: [0, 1], then ImageNet
+    mean/std. The same operations in the same order as per clip, so it is bit-identical whether it
+    runs per item on the CPU or per batch on the device the model is on."""
+    x = frames.to(device, non_blocking=True) if device is not None else frames
+    x = x.float().div_(255)
+    if not normalize:
+        return x
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of ``(clip, epoch)`` keys for one process of ``world`` (a DataLoader ``batch_sampler``).
+
+    One instance serves the whole run: :meth:`set_epoch` re-seeds it (the order of epoch ``e`` is
+    a permutation drawn from ``seed * 100003 + e``, the order runs recorded before this sampler
+    existed also used). Every process draws the same global order and takes its share of each
+    global batch of ``batch_size`` clips (``np.array_split``: sizes differ by at most one), so K
+    processes together see exactly the batches one process sees. In training (``drop_small``) a
+    last global batch too small to give every process a clip is dropped (at most ``world - 1``
+    clips an epoch). Without ``shuffle`` (testing) the clips are dealt out in order, each exactly
+    once over all processes: no padded duplicates.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # DataLoader's worker base seed came first
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def _batches(self) -> tuple[list[list[tuple[int, int]]], list[int]]:
+        """This process's batches of the current epoch, and the size of the global batch of each."""
+        order, batches, sizes = self._order(), [], []
+        for start in range(0, self.n, self.batch_size):
+            batch = order[start:start + self.batch_size]
+            size = len(batch)
+            if self.world > 1:
+                parts = np.array_split(np.asarray(batch), self.world)
+                if self.shuffle and min(len(p) for p in parts) == 0:
+                    continue
+                batch = parts[self.rank].tolist()
+                if not batch:  # testing: this process has no clip of this small last batch
+                    continue
+            batches.append([(int(i), self.epoch) for i in batch])
+            sizes.append(size)
+        return batches, sizes
+
+    def __iter__(self):
+        batches, self._sizes = self._batches()
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self._batches()[1])
+
+    def global_size(self, step: int) -> int:
+        """Clips in the global batch of ``step`` of the epoch being iterated (all processes)."""
+        return self._sizes[step]
 
 
 def main(argv: list[str] | None = None) -> int:

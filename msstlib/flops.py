@@ -14,7 +14,8 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import MSSTConfig, PRESETS, build_model
+from .config import PRESETS, MSSTConfig
+from .model import build_model
 
 # Table 3 of the paper, FLOPs (G) of MSSTNet at each T (depth 2).
 PAPER_GFLOPS = {4: 5.05, 8: 10.10, 12: 15.15, 16: 20.20}
@@ -47,7 +48,7 @@ def param_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_table(cfg: MSSTConfig = PRESETS["paper"], frames=(4, 8, 12, 16), compare: bool = True) -> list[dict]:
+def flops_table(cfg: MSSTConfig = PRESETS["paper"].model, frames=(4, 8, 12, 16), compare: bool = True) -> list[dict]:
     """One row per T: our GMACs, the paper's, their ratio, parameters, and the per-component split.
 
     ``compare=False`` leaves the paper's column empty (for presets that are not the paper's model).
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", nargs=3, metavar="STAGE", help="override the three ResNet-18 stages "
                         "(e.g. layer2 layer3 layer4, the other reading of the paper)")
     args = parser.parse_args(argv)
-    cfg = PRESETS[args.preset]
+    cfg = PRESETS[args.preset].model
     if args.stages:
         cfg = cfg.replace(stages=tuple(args.stages))
     rows = flops_table(cfg, tuple(args.frames), compare=args.preset == "paper")

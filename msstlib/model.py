@@ -13,126 +13,19 @@ Boxes of Fig. 2 and where they live here:
 * T-Mean + spatial mean + FC, eq. (12)                           -> :meth:`MSSTNet.forward`
 
 The plain "ResNet-18 + temporal mean + FC" baseline is :class:`ResNet18Mean`.
-:func:`build_model` builds either from one :class:`MSSTConfig`.
+:func:`build_model` builds either from one :class:`MSSTConfig` (``msstlib/config.py``, with the presets).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from .labels import NUM_CLASSES
-
-# ResNet-18's stages: output stride and channel count of each.
-STAGE_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
-STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
-VARIANTS = ("msstnet", "resnet18-mean")
-
-
-@dataclass(frozen=True)
-class MSSTConfig:
-    """Everything that defines a model. Defaults are the paper's values (§3) where it gives them.
-
-    Args:
-        num_classes: number of expression classes (7 for DFEW and FERV39k).
-        embed_dim: ``D``, the token width of every MELayer and T-Former (paper: 768).
-        num_patches: ``N``, patches per feature map; they must tile each map exactly (paper: 16).
-        num_heads: attention heads ``A``; ``D_h = D / A`` (paper: 8).
-        depths: blocks ``L`` of T-Former 1, 2, 3 (paper main results: 2, 2, 2). A depth of 0
-            removes that T-Former (Table 1 ablations); see :class:`MSSTNet` for how its scale
-            then takes part in the fusion.
-        image_size: input side in pixels. *Not stated by the paper.* 128 is our choice: every
-            ResNet-18 stage map (32/16/8/4 px) tiles into 4x4 patches, and the FLOPs match
-            Table 3 (see ``python -m msstlib.flops``). 112, the DFER convention, gives 14 and 7
-            pixel maps that cannot be tiled into 16 patches.
-        stages: the three ResNet-18 stages whose maps feed MELayer 1, 2, 3 (finest first).
-            *Not stated by the paper*; our choice is layer1-3 (see README "Configuration choices").
-        mlp_ratio: MLP hidden width as a multiple of ``D``. *Not stated*; 4 as in ViT/TimeSformer.
-        max_frames: length of the learnable temporal position embedding; clips longer than this
-            are an error, never silently cropped.
-        dropout: dropout on attention weights and MLP/projection outputs. *Not stated*; 0.
-        temporal_pos_embed: add ``e_t^pos`` in the MELayer (eq. 1). False is an ablation only.
-        embed_norm: LayerNorm on each flattened patch before the projection ``E``. **Not in the
-            paper**; an optional deviation for short CPU training (issue 4), off by default.
-        variant: ``"msstnet"`` or ``"resnet18-mean"`` (ResNet-18 + temporal mean + FC baseline).
-        backbone_weights: optional path of a local torchvision ResNet-18 state dict. Nothing is
-            ever downloaded; ``None`` means random initialisation (as Former-DFER trains it).
-    """
-
-    num_classes: int = NUM_CLASSES
-    embed_dim: int = 768
-    num_patches: int = 16
-    num_heads: int = 8
-    depths: tuple[int, int, int] = (2, 2, 2)
-    image_size: int = 128
-    stages: tuple[str, str, str] = ("layer1", "layer2", "layer3")
-    mlp_ratio: float = 4.0
-    max_frames: int = 16
-    dropout: float = 0.0
-    temporal_pos_embed: bool = True
-    embed_norm: bool = False
-    variant: str = "msstnet"
-    backbone_weights: str | None = None
-
-    def __post_init__(self) -> None:
-        # Coerce lists (from JSON / CLI) to tuples so configs stay hashable and comparable.
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "stages", tuple(self.stages))
-        problems = []
-        if self.variant not in VARIANTS:
-            problems.append(f"variant={self.variant!r}: expected one of {VARIANTS}")
-        if len(self.depths) != 3 or any(d < 0 for d in self.depths):
-            problems.append(f"depths={self.depths}: expected three integers >= 0")
-        if len(self.stages) != 3 or any(s not in STAGE_STRIDE for s in self.stages):
-            problems.append(f"stages={self.stages}: expected three of {tuple(STAGE_STRIDE)}")
-        elif [STAGE_STRIDE[s] for s in self.stages] != sorted({STAGE_STRIDE[s] for s in self.stages}):
-            problems.append(f"stages={self.stages}: expected three distinct stages, finest first")
-        if self.embed_dim % self.num_heads:
-            problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
-        if self.max_frames < 1:
-            problems.append(f"max_frames={self.max_frames}: expected >= 1")
-        if problems:
-            raise ValueError("invalid MSSTConfig: " + "; ".join(problems))
-        if self.variant == "msstnet":
-            for stage in self.stages:
-                side = math.ceil(self.image_size / STAGE_STRIDE[stage])
-                patch_size(side, side, self.num_patches, where=f"{stage} at image_size={self.image_size}")
-
-    def replace(self, **changes) -> "MSSTConfig":
-        return replace(self, **changes)
-
-
-def patch_size(height: int, width: int, num_patches: int, where: str = "feature map") -> int:
-    """Side ``P`` of the square patches that tile an ``height x width`` map into ``num_patches``.
-
-    Eq. (1) needs ``P^2 = H'W'/N`` with the ``N`` patches spanning the map exactly; anything else
-    is a configuration error, reported with the numbers and the fix.
-    """
-    area = height * width
-    p = math.isqrt(area // num_patches) if area % num_patches == 0 else 0
-    if p == 0 or p * p * num_patches != area or height % p or width % p:
-        raise ValueError(
-            f"{where}: a {height}x{width} map cannot be tiled exactly into N={num_patches} "
-            f"square patches (need P*P*N = H'*W' with P dividing both sides). Choose an "
-            f"image_size whose stage maps are multiples of sqrt(N) (e.g. 128 or 64 for N=16) "
-            f"or other stages/num_patches."
-        )
-    return p
-
-
-# Named presets are instances, not copies of code (STYLE.md).
-PRESETS: dict[str, MSSTConfig] = {
-    # The paper's configuration (D=768, N=16, 8 heads, L=2) at our documented 128-px choice.
-    "paper": MSSTConfig(),
-    # Same architecture for two CPU cores: 64-px frames (maps 16/8/4, still 4x4 patches), D=128,
-    # 4 heads, MLP 2D. Deviations from the paper's recipe are switched on in the training preset.
-    "cpu": MSSTConfig(image_size=64, embed_dim=128, num_heads=4, mlp_ratio=2.0),
-}
+from .config import STAGE_CHANNELS, STAGE_STRIDE, VARIANTS, MSSTConfig, patch_size  # noqa: F401 (re-exported)
 
 
 class Backbone(nn.Module):

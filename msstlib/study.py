@@ -1,19 +1,30 @@
-"""The batch runner: every table row through papermill (``python -m msstlib.study``; DESIGN.md §5).
+"""The batch runner: every table row through papermill, one job per row (``python -m msstlib.study``).
 
 The grid is plain data (:func:`grid`): the eight subsets of the three T-Formers at T=4 (one block
 each), T in {4, 8, 12, 16} x depth in {1, 2, 3}, the ResNet-18 + temporal-mean baseline, plus two
 rows beyond the paper -- the T=4 depth-1 model without its temporal position embedding (the clean
 test of temporal order) and two more seeds of one row (seed-to-seed spread) -- times the chosen
-folds. Each row runs ``notebooks/train_eval.ipynb`` with papermill, which writes
-``results/<dataset>/runs/<row>/{result.json, log.csv, train_eval.ipynb}`` (checkpoints stay in
-``build/``). Then ``notebooks/tables.ipynb`` renders ``results/<dataset>/tables/``.
+folds. Each row runs ``notebooks/train_eval.ipynb`` with papermill.
 
-Optimiser probes (the paper's SGD on the ``cpu`` preset) may diverge: that outcome is recorded in
-``diverged.json`` and reported in the tables, not counted as a failure.
+Where things go (DESIGN.md §7). A row is a run with an identity (:func:`msstlib.config.run_id`);
+its folder is ``<readable prefix>_<run id>``, e.g. ``T04_d111_s0_fold1_3f9c0a1b2d``:
+``results/<dataset>/runs/<folder>/{result.json, log.csv, train_eval.ipynb}`` (committed) and
+``<work-dir>/<results name>/runs/<folder>/{checkpoint.pt, job.json}`` (scratch). A row whose
+``result.json`` exists is skipped; a row with a checkpoint resumes from it, on any machine. Another
+preset, epoch count or override is another run: another folder, never a skipped row.
 
-Resuming: a row whose ``result.json`` exists is skipped; a row killed mid-training resumes from its
-last checkpoint. A failing row is recorded (``error.txt``) and the others go on; the exit status
-is 0 only if every row succeeded.
+Executors, all through submitit (the job is :class:`RowJob`, a plain picklable callable):
+
+* ``--executor local`` (default): jobs run on this machine, ``--jobs N`` at a time, each with
+  ``cores / N`` threads and, on a machine with GPUs, its own GPU; the command waits and renders
+  the tables at the end.
+* ``--executor slurm``: one array job per row on a SLURM cluster; the command prints the job ids and
+  returns. A job that times out or is pre-empted is requeued and resumes from its checkpoint.
+  The job that lands the last row renders the tables (or run ``--collect``).
+
+``--status`` lists rows as done / running / failed / todo; running the same command again submits
+only what is missing. Optimiser probes (the paper's SGD on the ``cpu`` preset) may diverge: that
+outcome is recorded in ``diverged.json`` and reported in the tables, not counted as a failure.
 """
 
 from __future__ import annotations
@@ -21,19 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .model import table1_variants
+from . import config as C
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class Row:
 
     @property
     def name(self) -> str:
+        """The readable prefix of the row's folder (the run id follows it)."""
         where = f"fold{self.fold}" if self.fold is not None else self.split
         depth = "".join(map(str, self.depths))
         base = "r18mean" if self.variant == "resnet18-mean" else f"d{depth}"
@@ -76,6 +89,8 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
     ``sgd_rows`` adds the paper's optimiser (and with a warm-up) on the T=4 depth-1 row: only
     meaningful for presets that switch to AdamW (the ``cpu`` preset).
     """
+    from .model import table1_variants
+
     places = [(f, None) for f in (folds or [1])] if dataset != "ferv39k" else [(None, split or "train")]
     base = table1_variants()
     if quick:
@@ -95,22 +110,65 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
     return rows
 
 
-def run_row(row: Row, *, annotations: str, root: str, preset: str, results: Path, build: Path,
-            epochs: int | None, threads: int, extra: dict, log_output: bool = False) -> tuple[Row, str | None]:
+@dataclass(frozen=True)
+class Study:
+    """What every row of one study shares: the data, the preset and its changes, where files go.
+
+    ``threads`` is how many CPU threads each job gets: it changes speed, not results, and is not
+    part of any run's identity. Paths are plain strings so a job pickles and runs on any node."""
+
+    annotations: str
+    root: str
+    dataset: str
+    preset: str
+    results: str
+    work: str
+    epochs: int | None = None
+    extra: dict = field(default_factory=dict)
+    threads: int = 0
+
+    def overrides(self, row: Row) -> dict:
+        return {**self.extra, **row.overrides}
+
+    def configs(self, row: Row):
+        return C.resolve(self.preset, frames=row.frames, depths=row.depths, variant=row.variant, epochs=self.epochs,
+                         overrides=self.overrides(row))
+
+    def run_id(self, row: Row) -> str:
+        model, train, data = self.configs(row)
+        return C.run_id(C.identity(model, train, data, dataset=row.dataset, fold=row.fold, split=row.split,
+                                   seed=row.seed, annotations=self.annotations, root=self.root))
+
+    def folder(self, row: Row) -> str:
+        return f"{row.name}_{self.run_id(row)}"
+
+    def result_dir(self, row: Row) -> Path:
+        return Path(self.results) / "runs" / self.folder(row)
+
+    def work_dir(self, row: Row) -> Path:
+        return Path(self.work) / "runs" / self.folder(row)
+
+
+def row_done(study: Study, row: Row) -> bool:
+    out = study.result_dir(row)
+    return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
+
+
+def run_row(row: Row, study: Study, log_output: bool = False) -> tuple[Row, str | None]:
     """Execute ``train_eval.ipynb`` for one row; returns (row, error or None)."""
     import papermill as pm
 
-    out = results / "runs" / row.name
-    if (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists()):
+    out, work = study.result_dir(row), study.work_dir(row)
+    if row_done(study, row):
         return row, None
     out.mkdir(parents=True, exist_ok=True)
     (out / "error.txt").unlink(missing_ok=True)
     params = {
-        "annotations": annotations, "root": root, "dataset": row.dataset,
+        "annotations": study.annotations, "root": study.root, "dataset": row.dataset,
         "fold": row.fold if row.fold is not None else 0, "split": row.split or "",
-        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": preset,
-        "epochs": epochs or 0, "seed": row.seed, "work_dir": str(build / "runs" / row.name),
-        "result_dir": str(out), "threads": threads, "overrides": json.dumps({**extra, **row.overrides}),
+        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
+        "epochs": study.epochs or 0, "seed": row.seed, "work_dir": str(work), "tag": row.tag,
+        "result_dir": str(out), "threads": study.threads, "overrides": json.dumps(study.overrides(row)),
         "show_progress": False,
     }
     try:
@@ -128,13 +186,218 @@ def run_row(row: Row, *, annotations: str, root: str, preset: str, results: Path
     return row, None
 
 
-def render_tables(results: Path, dataset: str) -> None:
+# ------------------------------------------------------------------------------------------- jobs
+
+
+def _kill_children() -> None:
+    """Stop this process's children (the papermill kernel that trains) before a requeue, so the
+    requeued job is the only one writing the row's checkpoint."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+
+
+class RowJob:
+    """The job a scheduler runs for one row: ``RowJob(study, expected)(row)``.
+
+    On pre-emption or time-out, submitit calls :meth:`checkpoint`, which stops the training kernel
+    and returns this job for requeueing; the requeued job resumes the row from its last epoch
+    checkpoint. ``expected``: the folders of every row of the study; when given, the job that
+    lands the last of them renders the tables (the SLURM executor's way of collecting).
+    """
+
+    def __init__(self, study: Study, expected: list[str] | None = None):
+        self.study, self.expected = study, expected
+
+    def __call__(self, row: Row) -> tuple[str, str | None]:
+        work = self.study.work_dir(row)
+        work.mkdir(parents=True, exist_ok=True)
+        marker = work / "job.json"
+        record = json.loads(marker.read_text()) if marker.exists() else {}
+        record.update(started=time.time(), host=socket.gethostname(), pid=os.getpid())
+        marker.write_text(json.dumps(record))
+        _, error = run_row(row, self.study)
+        if error is None and self.expected and all_landed(self.study, self.expected):
+            render_tables(Path(self.study.results), self.study.dataset, lock=True)
+        return row.name, error
+
+    def checkpoint(self, row: Row):
+        import submitit
+
+        _kill_children()
+        return submitit.helpers.DelayedSubmission(RowJob(self.study, self.expected), row)
+
+
+def all_landed(study: Study, folders: list[str]) -> bool:
+    runs = Path(study.results) / "runs"
+    return all((runs / f / "result.json").exists() or (runs / f / "diverged.json").exists() for f in folders)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+LIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+                     "REQUEUE_HOLD", "REQUEUE_FED"}
+
+
+def job_state(record: dict) -> str | None:
+    """``"running"`` / ``"queued"`` for a live job, None when it is gone or unknown."""
+    if record.get("executor") == "local":
+        alive = record.get("host") == socket.gethostname() and _pid_alive(int(record.get("job_id", 0)))
+        return "running" if alive else None
+    if record.get("executor") == "slurm":
+        try:
+            import submitit
+
+            state = submitit.SlurmJob(folder=record["folder"], job_id=record["job_id"]).state
+        except Exception:  # no sacct here (e.g. --status from a laptop): cannot tell
+            return "submitted (state unknown)"
+        return ("queued" if state == "PENDING" else "running") if state.split()[0] in LIVE_SLURM_STATES else None
+    return None
+
+
+def row_status(study: Study, row: Row) -> tuple[str, str]:
+    """(``done`` | ``running`` | ``queued`` | ``failed`` | ``todo``, a detail line)."""
+    out, work = study.result_dir(row), study.work_dir(row)
+    if (out / "result.json").exists():
+        r = json.loads((out / "result.json").read_text())
+        return "done", f"WAR {100 * r['war']:.1f}  UAR {100 * r['uar']:.1f}"
+    if row.probe and (out / "diverged.json").exists():
+        return "done", "diverged (an optimiser probe's outcome)"
+    marker = work / "job.json"
+    if marker.exists():
+        record = json.loads(marker.read_text())
+        live = job_state(record)
+        if live:
+            return live.split()[0], f"job {record.get('job_id')} ({record.get('executor')}){_progress(work)}"
+    if (out / "error.txt").exists():
+        return "failed", (out / "error.txt").read_text().splitlines()[0][:160]
+    return "todo", _progress(work).strip()
+
+
+def _progress(work: Path) -> str:
+    log = work / "log.csv"
+    if not log.exists():
+        return ""
+    epochs = max(len(log.read_text().strip().splitlines()) - 1, 0)
+    return f"  checkpoint after epoch {epochs}" if epochs else ""
+
+
+# ---------------------------------------------------------------------------------------- executors
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> list[tuple[str, str | None]]:
+    """Run ``rows`` through submitit's local executor, ``jobs`` at a time (each on its own GPU when
+    the machine has GPUs); waits for all and returns (folder, error or None) per row."""
+    import submitit
+
+    folder = Path(study.work) / "submitit"
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    gpus = _gpu_count()
+    free = list(range(gpus))
+    pending, running, done = list(rows), {}, []
+    job_fn = RowJob(study)
+    t0 = time.time()
+    while pending or running:
+        while pending and len(running) < jobs:
+            row = pending.pop(0)
+            gpu = free.pop(0) if gpus else None
+            executor.update_parameters(gpus_per_node=1 if gpus else 0, visible_gpus=[gpu] if gpus else ())
+            job = executor.submit(job_fn, row)
+            _write_marker(study, row, job.job_id, "local", folder)
+            running[job.job_id] = (row, job, gpu)
+        time.sleep(poll_s)
+        for job_id, (row, job, gpu) in list(running.items()):
+            if not job.done():
+                continue
+            del running[job_id]
+            if gpu is not None:
+                free.append(gpu)
+            try:
+                _, error = job.result()
+            except Exception as exc:  # the job died (killed, out of memory, ...): its logs say why
+                error = f"job {job_id} ended without a result ({type(exc).__name__}); log: {job.paths.stderr}"
+            done.append((study.folder(row), error))
+            status = "ok" if error is None else f"FAILED: {error}"
+            if error is None and (study.result_dir(row) / "diverged.json").exists():
+                status = "ok (diverged: an optimiser probe's outcome)"
+            print(f"[{len(done)}/{len(rows)}] {study.folder(row)}: {status}  ({time.time() - t0:.0f} s)", flush=True)
+    return done
+
+
+def _write_marker(study: Study, row: Row, job_id: str, executor: str, folder: Path) -> None:
+    work = study.work_dir(row)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "job.json").write_text(json.dumps({"job_id": str(job_id), "executor": executor, "folder": str(folder),
+                                               "submitted": time.time(), "host": socket.gethostname()}))
+
+
+def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argparse.Namespace) -> list[str]:
+    """One SLURM array job per row; returns the job ids without waiting."""
+    import submitit
+
+    folder = Path(study.work) / "submitit" / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params = {"timeout_min": args.slurm_time, "gpus_per_node": args.slurm_gpus_per_job,
+              "cpus_per_task": args.slurm_cpus_per_job, "tasks_per_node": 1, "nodes": 1,
+              "slurm_array_parallelism": args.slurm_array_parallelism, "name": f"msst-{study.dataset}"}
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_mem:
+        params["slurm_mem"] = args.slurm_mem
+    executor.update_parameters(**params)
+    jobs = executor.map_array(RowJob(study, expected), rows)
+    for row, job in zip(rows, jobs):
+        _write_marker(study, row, job.job_id, "slurm", folder)
+    return [job.job_id for job in jobs]
+
+
+# ------------------------------------------------------------------------------------ data, tables
+
+
+def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
     import papermill as pm
 
-    pm.execute_notebook(str(NOTEBOOKS / "tables.ipynb"), str(results / "tables.ipynb"),
-                        parameters={"runs_dir": str(results / "runs"), "tables_dir": str(results / "tables"),
-                                    "dataset": dataset, "figures_dir": str(results / "figures")},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
+    lock_path = results / ".tables.lock"
+    if lock:
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+        except FileExistsError:
+            return  # another job is rendering them
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / "tables.ipynb"), str(results / "tables.ipynb"),
+                            parameters={"runs_dir": str(results / "runs"), "tables_dir": str(results / "tables"),
+                                        "dataset": dataset, "figures_dir": str(results / "figures")},
+                            cwd=str(NOTEBOOKS), progress_bar=False)
+    finally:
+        if lock:
+            lock_path.unlink(missing_ok=True)
 
 
 def backbone_path(quick: bool) -> Path:
@@ -142,7 +405,7 @@ def backbone_path(quick: bool) -> Path:
     return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
 
 
-def prepare_synthetic(data: Path, clips: int, quick: bool) -> tuple[str, str]:
+def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True) -> tuple[str, str]:
     """Generate SynDFER, prepare it like DFEW, cache its frames and pre-train the backbone (each step
     skipped when already done). Returns (annotations, root)."""
     py = sys.executable
@@ -155,8 +418,9 @@ def prepare_synthetic(data: Path, clips: int, quick: bool) -> tuple[str, str]:
     if not (ann.parent / "cache" / "index_64px.json").exists():
         subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
                         "--size", "64"], check=True, cwd=ROOT)
-    pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
-    subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
+    if pretrain:
+        pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
+        subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
     return str(ann), str(data)
 
 
@@ -184,71 +448,148 @@ def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[st
     return str(ann), str(data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m msstlib.study", description="Run every table row through papermill.")
+def tiny_backbone(path: str | Path) -> str:
+    """A ResNet-18 pre-trained for a moment on a tiny separate SynDFER draw (the cpu preset freezes
+    its backbone and needs weights): for notebook defaults and tests, not for results."""
+    from .pretrain import PretrainConfig, pretrain
+
+    return str(pretrain(PretrainConfig(clips=35, frames_per_clip=2, epochs=1, batch_size=16), path, progress=False))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _parse_set(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise C.ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=0.01 or --set depths=[2,2,2]")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m msstlib.study", description="Run every table row through papermill, "
+                                "one submitit job per row (locally or on SLURM).")
     p.add_argument("--dataset", choices=("synthetic", "dfew", "ferv39k"), required=True)
     p.add_argument("--root", help="dataset root (required for dfew/ferv39k; synthetic default: build/syndfer)")
     p.add_argument("--annotations", help="annotations.csv (default: ROOT/prepared/annotations.csv)")
-    p.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
+    p.add_argument("--preset", choices=sorted(C.PRESETS), default="cpu")
     p.add_argument("--folds", type=int, nargs="+", default=[1], help="DFEW-layout folds (paper: 1 2 3 4 5)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field for every row (repeatable; YAML values: --set lr=0.01)")
+    p.add_argument("--backbone-weights", help="local ResNet-18 state dict (the cpu preset freezes it; synthetic "
+                   "default: the one pre-trained on a separate SynDFER draw)")
     p.add_argument("--clips", type=int, default=3000, help="SynDFER size when it must be generated")
-    p.add_argument("--jobs", type=int, default=1, help="rows run in parallel (each gets cores/jobs threads)")
     p.add_argument("--quick", action="store_true", help="a few rows, short training: a smoke run in minutes")
     p.add_argument("--results", help="results folder (default: results/<dataset>, or results/<dataset>-quick)")
-    p.add_argument("--dry-run", action="store_true", help="list the rows and exit")
+    p.add_argument("--work-dir", default=str(ROOT / "build"),
+                   help="checkpoints and job logs (default build/; scratch space on a cluster)")
+    p.add_argument("--dry-run", action="store_true", help="list the rows (done or todo) and exit")
+    p.add_argument("--status", action="store_true", help="list rows as done / running / queued / failed / todo")
+    p.add_argument("--collect", action="store_true", help="render the tables from the rows that have landed")
+    ex = p.add_argument_group("where the jobs run")
+    ex.add_argument("--executor", choices=("local", "slurm"), default="local")
+    ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
+    ex.add_argument("--slurm-partition")
+    ex.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job (default 1440)")
+    ex.add_argument("--slurm-gpus-per-job", type=int, default=1)
+    ex.add_argument("--slurm-cpus-per-job", type=int, default=8)
+    ex.add_argument("--slurm-mem", help="memory per job, e.g. 32G")
+    ex.add_argument("--slurm-array-parallelism", type=int, default=32, help="array tasks running at once")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-
-    rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu")
     results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + ("-quick" if args.quick else ""))
-    if args.dry_run:
-        for row in rows:
-            done = (results / "runs" / row.name / "result.json").exists()
-            print(f"{row.name:40s} {'done' if done else 'todo'}  frames={row.frames} depths={row.depths} "
-                  f"variant={row.variant} seed={row.seed} {row.tag}")
-        print(f"{len(rows)} rows -> {results}/runs")
-        return 0
+    rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu")
+    try:
+        extra = _parse_set(args.sets)
+    except C.ConfigError as exc:
+        p.error(str(exc))
+    listing = args.dry_run or args.status or args.collect
 
-    extra = {}
     if args.dataset == "synthetic":
         data = Path(args.root) if args.root else ROOT / "build" / ("syndfer-quick" if args.quick else "syndfer")
-        annotations, root = prepare_synthetic(data, 800 if args.quick else args.clips, args.quick)
-        overview(annotations, root, results)
-        if args.preset == "cpu":
-            extra["backbone_weights"] = str(backbone_path(args.quick))
+        annotations, root = str(data / "prepared" / "annotations.csv"), str(data)
+        weights = args.backbone_weights or (str(backbone_path(args.quick)) if args.preset == "cpu" else None)
+        if not listing:
+            annotations, root = prepare_synthetic(data, 800 if args.quick else args.clips, args.quick,
+                                                  pretrain=args.preset == "cpu" and not args.backbone_weights)
+            overview(annotations, root, results)
     else:
         if not args.root:
             p.error(f"--root is required for {args.dataset}")
         root = args.root
         annotations = args.annotations or str(Path(root) / "prepared" / "annotations.csv")
+        weights = args.backbone_weights
         if not Path(annotations).exists():
             print(f"error: {annotations} not found; run `python -m data_prep.{args.dataset} --root {root} "
                   f"--out {Path(root) / 'prepared'}` first", file=sys.stderr)
             return 2
-    epochs = args.epochs if args.epochs is not None else (2 if args.quick else None)
-    threads = max(1, (os.cpu_count() or 2) // args.jobs)
-    build = ROOT / "build" / results.name
+    if weights:
+        extra.setdefault("backbone_weights", str(Path(weights).resolve()))
+    jobs = max(1, args.jobs)
+    threads = (max(1, (os.cpu_count() or 2) // jobs) if args.executor == "local" else args.slurm_cpus_per_job)
+    study = Study(annotations=str(Path(annotations).resolve()), root=str(Path(root).resolve()), dataset=args.dataset,
+                  preset=args.preset, results=str(results), work=str(Path(args.work_dir) / results.name),
+                  epochs=args.epochs if args.epochs is not None else (2 if args.quick else None), extra=extra,
+                  threads=threads)
+
+    if listing and not Path(annotations).exists():
+        for row in rows:
+            print(f"{row.name:44s} todo  (data not prepared yet: no run id)")
+        print(f"{len(rows)} rows -> {results}/runs")
+        return 0
+    try:
+        folders = [study.folder(row) for row in rows]  # also checks every row's configuration
+    except (C.ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run or args.status:
+        counts: dict[str, int] = {}
+        for row, folder in zip(rows, folders):
+            state, detail = row_status(study, row) if args.status else (
+                ("done" if row_done(study, row) else "todo"), "")
+            counts[state] = counts.get(state, 0) + 1
+            print(f"{folder:56s} {state:8s} {detail}")
+        print(f"{len(rows)} rows -> {results}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        return 0
+    if args.collect:
+        missing = sum(not row_done(study, row) for row in rows)
+        render_tables(results, args.dataset)
+        print(f"tables -> {results / 'tables'}" + (f" ({missing} of {len(rows)} rows have not landed yet)"
+                                                    if missing else ""))
+        return 0
+
+    states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
+    todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
+    busy = sum(s in ("running", "queued") for s in states.values())
+    print(f"{len(rows)} rows: {sum(s == 'done' for s in states.values())} done, {busy} running or queued, "
+          f"{len(todo)} to run ({args.executor} executor)", flush=True)
     t0 = time.time()
-    failures = []
-    kwargs = dict(annotations=annotations, root=root, preset=args.preset, results=results, build=build,
-                  epochs=epochs, threads=threads, extra=extra)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_row, row, **kwargs) for row in rows]
-        for i, fut in enumerate(as_completed(futures), 1):
-            row, error = fut.result()
-            diverged = (results / "runs" / row.name / "diverged.json").exists()
-            status = ("ok (diverged: an optimiser probe's outcome)" if diverged else "ok") if error is None else f"FAILED: {error}"
-            print(f"[{i}/{len(rows)}] {row.name}: {status}  ({time.time() - t0:.0f} s)", flush=True)
-            if error is not None:
-                failures.append(row.name)
+    if args.executor == "slurm":
+        if todo:
+            ids = submit_slurm(todo, study, folders, args)
+            print("submitted SLURM jobs " + " ".join(ids) + f"\nprogress: python -m msstlib.study "
+                  f"{' '.join(argv if argv is not None else sys.argv[1:])} --status", flush=True)
+        return 0
+    outcomes = run_local(todo, study, jobs)
+    failures = [folder for folder, error in outcomes if error is not None]
     try:
         render_tables(results, args.dataset)
         print(f"tables -> {results / 'tables'}")
     except Exception as exc:
         print(f"tables.ipynb failed: {exc}", file=sys.stderr)
         failures.append("tables")
-    print(f"study finished in {time.time() - t0:.0f} s; {len(rows) - len([f for f in failures if f != 'tables'])}"
-          f"/{len(rows)} rows ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
+    print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
+          f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
     return 1 if failures else 0
 
 

@@ -1,15 +1,27 @@
-"""Train and evaluate one configuration (``python -m msstlib.train``; DESIGN.md §3 and §5).
+"""Train and evaluate one configuration (``python -m msstlib.train``; DESIGN.md §3, §5 and §7).
 
 The defaults are the paper's recipe: SGD, lr 0.1, momentum 0.9, weight decay 1e-4, 40 epochs,
 lr x0.1 at epochs 20 and 35, cross-entropy, end-to-end training (batch size 32 as Former-DFER:
 not stated by the paper). The reported result is the **last epoch** on the full test split with
 deterministic sampling; the best test epoch is logged beside it, labelled as selected on the test
-set, and never reported as the result.
+set, and never reported as the result. Configs and presets live in :mod:`msstlib.config`.
 
-Every epoch writes ``checkpoint.pt`` atomically and appends to ``log.csv``; ``--resume`` continues
-from the checkpoint and reaches the same final result as an uninterrupted run (CPU, same seed).
-The final ``result.json`` holds every config field, the metrics, FLOPs, parameters, wall time and
-versions. A NaN loss stops the run (exit status 3) and keeps the last good checkpoint.
+A run has an identity (:func:`msstlib.config.run_id`): every epoch writes ``checkpoint.pt``
+atomically with it, and ``--resume`` continues any checkpoint of the *same* run -- on another
+machine, from another mount, with another thread or worker count, on the CPU or a GPU -- and
+refuses one of a different run, naming the fields that differ. On the CPU a resumed run reaches
+the same result as an uninterrupted one, bit for bit. A NaN loss stops the run (exit status 3)
+and keeps the last good checkpoint.
+
+One script for one process or many: under ``torchrun --nproc-per-node K -m msstlib.train ...``
+it trains with DistributedDataParallel (gloo on the CPU, NCCL on GPUs). ``batch_size`` stays the
+global batch, each process takes its share of every batch (:class:`~msstlib.data.EpochBatches`)
+and the loss is scaled so the averaged gradient is the one-process gradient; every test clip is
+evaluated exactly once and the predictions are gathered; only rank 0 writes.
+
+Input pipeline: one DataLoader for the whole run (epochs re-seed its sampler); on CUDA, worker
+processes, pinned memory and persistent workers by default; frames travel as uint8 and are
+normalised on the device; loss and accuracy accumulate on the device, so no step waits for the GPU.
 """
 
 from __future__ import annotations
@@ -20,114 +32,26 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
-from .data import ClipDataset, DataConfig
-from .flops import count_gmacs, param_count
-from .labels import EMOTIONS
-from .metrics import evaluate
-from .model import PRESETS as MODEL_PRESETS, MSSTConfig, build_model
+from . import config as C
+from .config import PRESETS, ConfigError, DataConfig, MSSTConfig, TrainConfig  # noqa: F401 (re-exported)
 
 EXIT_NAN = 3
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The optimisation recipe. Defaults are the paper's (§3) and Former-DFER's where it is silent.
-
-    Args:
-        epochs: training epochs (paper: 40).
-        batch_size: clips per step. *Not stated*; 32 as Former-DFER.
-        optimizer: ``"sgd"`` (paper) or ``"adamw"`` (a deviation for short CPU budgets, see README).
-        lr: initial learning rate of the new layers (and of the backbone unless ``backbone_lr`` is set).
-        momentum: SGD momentum (Former-DFER: 0.9).
-        weight_decay: (Former-DFER: 1e-4).
-        schedule: ``"step"`` (x ``gamma`` at ``milestones``, paper) or ``"cosine"``.
-        milestones: step-schedule milestones as fractions of ``epochs`` (paper: 20/40 and 35/40), so a
-            shortened schedule keeps the paper's shape.
-        gamma: step factor (paper: 0.1).
-        warmup_epochs: linear warm-up length (0: none, as the paper).
-        freeze_backbone: keep the ResNet-18 fixed (weights and BatchNorm statistics). A deviation:
-            the paper trains end to end. Used with a pre-trained ``backbone_weights``.
-        backbone_lr: learning rate of the backbone when it is trained; ``None`` = ``lr``.
-        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
-        label_smoothing: cross-entropy label smoothing (0, as the paper).
-        channels_last: run the model in channels-last memory format. On by default on every device:
-            on the two-core CPU it made a frozen-backbone step 1.2-1.3x faster (``benchmarks/``).
-        num_workers: DataLoader worker processes (0 = load in the training process).
-        threads: torch CPU threads (0 = torch's default).
-    """
-
-    epochs: int = 40
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (0.5, 0.875)
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    freeze_backbone: bool = False
-    backbone_lr: float | None = None
-    grad_clip: float | None = None
-    label_smoothing: float = 0.0
-    channels_last: bool = True
-    num_workers: int = 0
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer={self.optimizer!r}: expected 'sgd' or 'adamw'")
-        if self.schedule not in ("step", "cosine"):
-            raise ValueError(f"schedule={self.schedule!r}: expected 'step' or 'cosine'")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-
-    def milestone_epochs(self) -> list[int]:
-        return [int(round(m * self.epochs)) for m in self.milestones]
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named starting point: model, data and training configs that belong together."""
-
-    model: MSSTConfig
-    train: TrainConfig
-    data: DataConfig
-
-
-PRESETS: dict[str, Preset] = {
-    "paper": Preset(MODEL_PRESETS["paper"], TrainConfig(), DataConfig(image_size=MODEL_PRESETS["paper"].image_size)),
-    # The CPU study (issue 4, README "The CPU preset"): a frozen ResNet-18 pre-trained on single
-    # SynDFER frames, a LayerNorm before each MELayer projection, AdamW for the new layers.
-    "cpu": Preset(
-        MODEL_PRESETS["cpu"].replace(embed_norm=True),
-        TrainConfig(epochs=5, batch_size=16, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine",
-                    freeze_backbone=True),
-        # No random-resized-crop: with a frozen backbone it cost WAR in calibration (README); flip only.
-        DataConfig(image_size=MODEL_PRESETS["cpu"].image_size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)),
-    ),
-}
-
-
-# --------------------------------------------------------------------------------------------- run
+EXIT_USAGE = 2
+CHECK_EVERY_CUDA = 50  # steps between NaN checks on a GPU (each check waits for the GPU)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Where the data are and what this run is; with the three configs it defines a run fully."""
+    """Where the data are and what this run is; with the three configs it defines a run fully.
+
+    ``annotations``, ``root``, ``out`` and ``device`` say where, not what: they are not part of the
+    run's identity. ``tag`` is the study's label for what a row tests ("no-pos-embed", ...)."""
 
     annotations: str
     root: str
@@ -138,16 +62,35 @@ class RunSpec:
     preset: str = "paper"
     seed: int = 0
     device: str = "auto"
+    tag: str = ""
+
+    def identity(self, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig) -> dict:
+        return C.identity(model_cfg, train_cfg, data_cfg, dataset=self.dataset, fold=self.fold, split=self.split,
+                          seed=self.seed, annotations=self.annotations, root=self.root)
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def versions() -> dict:
+    import numpy as np
+    import torch
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "platform": platform.platform()}
+            "numpy": np.__version__, "platform": platform.platform(), "git_commit": git_commit()}
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
+    import torch
+
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -169,7 +112,9 @@ def lr_factor(epoch: float, cfg: TrainConfig) -> float:
     return cfg.gamma ** sum(epoch >= m for m in cfg.milestone_epochs())
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model, cfg: TrainConfig):
+    import torch
+
     backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
@@ -181,195 +126,371 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def resolve_device(name: str) -> torch.device:
+# ------------------------------------------------------------------------------------ processes
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a ``torchrun`` launch (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Reads torchrun's environment and joins the process group (gloo on the CPU, NCCL on GPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+
+
+def resolve_device(name: str, dist: Dist = Dist()):
+    """``auto``: this process's GPU (``cuda:LOCAL_RANK`` under torchrun; the first visible one
+    otherwise -- a scheduler gives each job its own through CUDA_VISIBLE_DEVICES), else the CPU."""
+    import torch
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            device = torch.device("cuda", dist.local_rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+            return device
+        return torch.device("cpu")
     return torch.device(name)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def default_workers(device, dist: Dist) -> int:
+    """DataLoader workers when ``num_workers`` is None: none on the CPU, where the frame cache is
+    cheaper than a worker hand-off and every core trains; on CUDA the process's share of its CPUs
+    (at most 8), so decoding and augmentation never wait on the training step."""
+    if device.type != "cuda":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // max(dist.local_world, 1) - 1))
+
+
+def _all_sum(values: list, device, dist: Dist) -> list[float]:
+    """Sums device scalars over processes; one transfer to the host for all of them."""
+    import torch
+
+    t = torch.stack([v.double() if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64, device=device)
+                     for v in values])
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.all_reduce(t)
+    return t.tolist()
+
+
+def predict(model, loader, device, normalize: bool = True, dist: Dist = Dist(), progress: bool = False):
+    """Predicted and true labels of every clip the loader yields, gathered over processes (each
+    test clip is dealt to exactly one process; the result is in clip order)."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import to_model_input
+
     model.eval()
-    ys, ps = [], []
-    for x, y in tqdm(loader, desc="test", leave=False, disable=not progress, mininterval=5):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x.to(device, non_blocking=True))
-        ps.append(logits.argmax(1).cpu().numpy())
-        ys.append(y.numpy())
-    return np.concatenate(ys), np.concatenate(ps)
+    keys, ys, ps = [], [], []
+    with torch.no_grad():
+        # The test sampler is deterministic, so iterating it beside the loader gives each batch's keys.
+        for batch_keys, (x, y) in tqdm(zip(loader.batch_sampler, loader), desc="test", leave=False,
+                                       disable=not progress, mininterval=5, total=len(loader)):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(to_model_input(x, normalize, device))
+            ps.append(logits.argmax(1))  # stays on the device until the end
+            ys.append(y)
+            keys += [k for k, _ in batch_keys]
+    y_true = torch.cat(ys).numpy() if ys else np.zeros(0, np.int64)
+    y_pred = torch.cat(ps).cpu().numpy() if ps else np.zeros(0, np.int64)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        parts = [None] * dist.world
+        tdist.all_gather_object(parts, (keys, y_true.tolist(), y_pred.tolist()))
+        keys = [k for p in parts for k in p[0]]
+        y_true = np.asarray([v for p in parts for v in p[1]], np.int64)
+        y_pred = np.asarray([v for p in parts for v in p[2]], np.int64)
+    order = np.argsort(np.asarray(keys, np.int64), kind="stable")
+    return y_true[order], y_pred[order]
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint with every tensor on the CPU, whatever device wrote it or will read it (the
+    RNG states must be CPU byte tensors; the model and optimizer copy to their device on load)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _rng_state(device) -> dict:
+    import torch
+
+    return {"torch_rng": torch.random.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _restore_rng(ckpt: dict, device) -> None:
+    import torch
+
+    torch.random.set_rng_state(ckpt["torch_rng"])
+    if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
 
 
 def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
               resume: bool = False, progress: bool = True) -> dict:
-    """Train and evaluate one configuration; return (and write) the result dictionary."""
+    """Train and evaluate one configuration; return (and, on rank 0, write) the result dictionary."""
+    C.check(model_cfg, train_cfg, data_cfg)
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .data import ClipDataset, EpochBatches, to_model_input
+    from .flops import count_gmacs, param_count
+    from .metrics import evaluate
+    from .model import build_model
+
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if data_cfg.image_size != model_cfg.image_size:
-        raise ValueError(f"data image_size {data_cfg.image_size} != model image_size {model_cfg.image_size}")
-    if data_cfg.frames > model_cfg.max_frames:
-        raise ValueError(f"frames={data_cfg.frames} exceeds the model's max_frames={model_cfg.max_frames}")
-    device = resolve_device(spec.device)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
+    ident = spec.identity(model_cfg, train_cfg, data_cfg)
+    rid = C.run_id(ident)
+    dist = init_distributed()
+    device = resolve_device(spec.device, dist)
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(spec.seed)
 
     sel = {"fold": spec.fold} if spec.fold is not None else {"split": spec.split}
     test_sel = sel if spec.fold is not None else {"split": "test"}
-    train_set = ClipDataset(spec.annotations, spec.root, train=True, cfg=data_cfg, seed=spec.seed, **sel)
-    test_set = ClipDataset(spec.annotations, spec.root, train=False, cfg=data_cfg, **test_sel)
+    train_set = ClipDataset(spec.annotations, spec.root, train=True, cfg=data_cfg, seed=spec.seed, raw=True, **sel)
+    test_set = ClipDataset(spec.annotations, spec.root, train=False, cfg=data_cfg, raw=True, **test_sel)
 
     model = build_model(model_cfg)
     if train_cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
     model = model.to(device, memory_format=torch.channels_last if train_cfg.channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, train_cfg)
-    test_loader = DataLoader(test_set, batch_size=train_cfg.batch_size * 2, shuffle=False,
-                             num_workers=train_cfg.num_workers)
 
     config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "data": asdict(data_cfg), "run": asdict(spec)}
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     start_epoch, log_rows, wall_before = 0, [], 0.0
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["config"] != json.loads(json.dumps(config)):
-            raise ValueError(f"{ckpt_path} was written by a different configuration; use a new --out or drop --resume")
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("run_id") != rid:
+            diff = C.identity_diff(ckpt.get("identity", {}), ident) if "identity" in ckpt else ["(no run id: written "
+                                                                                               "by an older msstlib)"]
+            raise ConfigError(f"{ckpt_path} belongs to run {ckpt.get('run_id')}, not to this run {rid}; they differ in: "
+                              + "; ".join(diff) + ". Use a new --out, or drop --resume and remove the checkpoint")
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.random.set_rng_state(ckpt["torch_rng"])
+        optimizer.load_state_dict(ckpt["optimizer"])  # moves its state to the parameters' device
+        _restore_rng(ckpt, device)
         start_epoch, log_rows, wall_before = ckpt["epoch"], ckpt["log"], ckpt["wall_s"]
-        print(f"resuming from {ckpt_path} after epoch {start_epoch}")
-    elif ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
+        if dist.main:
+            print(f"resuming run {rid} from {ckpt_path} after epoch {start_epoch}", flush=True)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    workers = train_cfg.num_workers if train_cfg.num_workers is not None else default_workers(device, dist)
+    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                     **({"prefetch_factor": 4} if workers > 0 else {}))
+    train_batches = EpochBatches(len(train_set), train_cfg.batch_size, shuffle=True, seed=spec.seed,
+                                 rank=dist.rank, world=dist.world)
+    train_loader = DataLoader(train_set, batch_sampler=train_batches, **loader_kw)
+    test_loader = DataLoader(test_set, batch_sampler=EpochBatches(len(test_set), train_cfg.batch_size * 2,
+                                                                  shuffle=False, rank=dist.rank, world=dist.world),
+                             **loader_kw)
+
+    def evaluate_now():
+        y_true, y_pred = predict(net, test_loader, device, data_cfg.normalize, dist)
+        return evaluate(y_true, y_pred), len(y_true)
 
     t0, m = time.time(), None
-    steps_per_epoch = math.ceil(len(train_set) / train_cfg.batch_size)
+    steps_per_epoch = max(len(train_batches), 1)
+    check_every = 1 if device.type == "cpu" else CHECK_EVERY_CUDA
     for epoch in range(start_epoch, train_cfg.epochs):
-        model.train()
+        net.train()
         if train_cfg.freeze_backbone:
             model.backbone.eval()  # frozen BatchNorm statistics too
-        train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=train_cfg.batch_size, shuffle=True, drop_last=False,
-                            num_workers=train_cfg.num_workers,
-                            generator=torch.Generator().manual_seed(spec.seed * 100_003 + epoch))
-        t_epoch, seen, correct, loss_sum = time.time(), 0, 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress,
+        train_batches.set_epoch(epoch)
+        t_epoch, seen = time.time(), 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        bad_loss = torch.zeros((), device=device)  # the first non-finite loss of the epoch, and its step
+        bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        step_t = torch.zeros((), dtype=torch.long, device=device)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not (progress and dist.main),
                    mininterval=10, leave=True)  # sparse updates keep papermill logs readable
         for step, (x, y) in enumerate(bar):
             factor = lr_factor(epoch + step / steps_per_epoch, train_cfg)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            n_local = len(y)
+            x, y = to_model_input(x, data_cfg.normalize, device), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=train_cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                msg = (f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopping. The last good "
-                       f"checkpoint ({ckpt_path}, after epoch {epoch}) is kept. Lower --lr or set --grad-clip.")
-                raise FloatingPointError(msg)
+                logits = net(x)
+                if dist.world == 1:
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=train_cfg.label_smoothing)
+                else:  # this process's share of the global batch's mean; DDP averages over processes
+                    n_global = train_batches.global_size(step)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=train_cfg.label_smoothing,
+                                           reduction="sum") * (dist.world / n_global)
+            finite = torch.isfinite(loss.detach())
+            first = ~finite & (bad_step < 0)
+            bad_loss = torch.where(first, loss.detach(), bad_loss)
+            bad_step = torch.where(first, step_t, bad_step)
+            step_t += 1
+            if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
+                stop = _all_sum([(bad_step >= 0).long()], device, dist)[0] > 0
+                if stop:
+                    raise FloatingPointError(_nan_message(float(bad_loss), epoch, int(bad_step), ckpt_path))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
-            seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
+            seen += n_local
+            correct += (logits.argmax(1) == y).sum()
+            per_clip = loss.detach() if dist.world == 1 else loss.detach() * n_global / dist.world / max(n_local, 1)
+            loss_sum += per_clip * n_local
         train_s = time.time() - t_epoch
-        y_true, y_pred = predict(model, test_loader, device)
-        m = evaluate(y_true, y_pred)
-        log_rows.append({"epoch": epoch + 1, "loss": loss_sum / seen, "lr": optimizer.param_groups[0]["lr"],
-                         "train_acc": correct / seen, "test_war": m.war, "test_uar": m.uar,
-                         "seconds": time.time() - t_epoch, "clips_per_s": seen / train_s})
-        print(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.3f}  "
-              f"test WAR {m.war:.4f} UAR {m.uar:.4f}  ({seen / train_s:.0f} clips/s)", flush=True)
-        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "torch_rng": torch.random.get_rng_state(), "epoch": epoch + 1, "log": log_rows,
-                            "config": json.loads(json.dumps(config)), "wall_s": wall_before + time.time() - t0},
-                           ckpt_path)
-        pd.DataFrame(log_rows).to_csv(log_path.with_suffix(".tmp"), index=False)
-        os.replace(log_path.with_suffix(".tmp"), log_path)
+        loss_total, correct_total, seen_total = _all_sum([loss_sum, correct, seen], device, dist)
+        m, n_test = evaluate_now()
+        log_rows.append({"epoch": epoch + 1, "loss": loss_total / seen_total, "lr": optimizer.param_groups[0]["lr"],
+                         "train_acc": correct_total / seen_total, "test_war": m.war, "test_uar": m.uar,
+                         "seconds": time.time() - t_epoch, "clips_per_s": seen_total / train_s})
+        if dist.main:
+            print(f"epoch {epoch + 1}: loss {loss_total / seen_total:.4f}  train acc {correct_total / seen_total:.3f}  "
+                  f"test WAR {m.war:.4f} UAR {m.uar:.4f}  ({seen_total / train_s:.0f} clips/s)", flush=True)
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **_rng_state(device),
+                                "epoch": epoch + 1, "log": log_rows, "run_id": rid, "identity": ident,
+                                "config": json.loads(json.dumps(config)), "wall_s": wall_before + time.time() - t0},
+                               ckpt_path)
+            pd.DataFrame(log_rows).to_csv(log_path.with_suffix(".tmp"), index=False)
+            os.replace(log_path.with_suffix(".tmp"), log_path)
+        _barrier(dist)
 
     if m is None:  # resumed a finished run: evaluate the last epoch's weights again
-        y_true, y_pred = predict(model, test_loader, device)
-        m = evaluate(y_true, y_pred)
+        m, n_test = evaluate_now()
     log = pd.DataFrame(log_rows)
     best = log.loc[log["test_war"].idxmax()]
     result = {
         "dataset": spec.dataset, "fold": spec.fold, "split": spec.split,
         "frames": data_cfg.frames, "depths": list(model_cfg.depths), "variant": model_cfg.variant,
-        "preset": spec.preset, "epochs": train_cfg.epochs, "seed": spec.seed,
-        **m.to_dict(), "test_clips": int(len(y_true)),
+        "preset": spec.preset, "epochs": train_cfg.epochs, "seed": spec.seed, "tag": spec.tag,
+        "run_id": rid, "config_id": C.config_id(ident),
+        **m.to_dict(), "test_clips": int(n_test),
         "train_clips": len(train_set),
         "best_epoch_selected_on_test": {"note": "for reference only: chosen on the test set, not a result",
                                         "epoch": int(best["epoch"]), "war": float(best["test_war"]),
                                         "uar": float(best["test_uar"])},
         "gflops": count_gmacs(model_cfg, data_cfg.frames, model)["total"], "params": param_count(model),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "wall_s": wall_before + time.time() - t0, "device": str(device),
-        "config": config, "versions": versions(),
+        "wall_s": wall_before + time.time() - t0, "device": str(device), "world_size": dist.world,
+        "identity": ident, "config": config, "versions": versions(),
     }
-    _atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    if dist.main:
+        _atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    _barrier(dist)
     return result
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+
+
+def _nan_message(value: float, epoch: int, step: int, ckpt_path: Path) -> str:
+    return (f"loss became {value} at epoch {epoch + 1}, step {step + 1}; stopping. The last good checkpoint "
+            f"({ckpt_path}, after epoch {epoch}) is kept. Lower --lr or set --grad-clip.")
+
+
+def infer_dataset(annotations: str, root: str) -> str:
+    path = Path(annotations)
+    if not path.is_file():
+        raise FileNotFoundError(f"--annotations {annotations}: no such file; prepare the dataset first "
+                                f"(python -m data_prep.dfew --root ROOT --out DIR writes DIR/annotations.csv)")
+    header = path.open().readline().strip().split(",")
+    if "split" in header:
+        return "ferv39k"
+    return "synthetic" if (Path(root) / "syndfer_params.json").exists() else "dfew"
 
 
 def run(*, annotations: str, root: str, frames: int, depths, variant: str = "msstnet", preset: str = "paper",
         fold: int | None = None, split: str | None = None, dataset: str | None = None, epochs: int | None = None,
         seed: int = 0, work_dir: str, result_dir: str | None = None, threads: int = 0,
-        overrides: dict | None = None, progress: bool = True) -> dict:
+        overrides: dict | None = None, progress: bool = True, tag: str = "") -> dict:
     """One run from plain parameters (what ``train_eval.ipynb`` calls).
 
     ``overrides`` maps config field names (of :class:`MSSTConfig`, :class:`TrainConfig` or
-    :class:`DataConfig`) to values. Resumes automatically when ``work_dir`` holds a checkpoint.
-    ``result_dir``, when given, receives copies of ``result.json`` and ``log.csv``.
+    :class:`DataConfig`) to values. Resumes automatically when ``work_dir`` holds a checkpoint of
+    the same run. ``result_dir``, when given, receives copies of ``result.json`` and ``log.csv``
+    (and, when the run diverges, ``diverged.json``; a later success removes it).
     """
-    p = PRESETS[preset]
     over = dict(overrides or {})
-    pick = lambda cls: {f.name: over.pop(f.name) for f in dataclasses.fields(cls) if f.name in over}  # noqa: E731
-    model_cfg = p.model.replace(depths=tuple(depths), variant=variant, **pick(MSSTConfig))
-    train_over = pick(TrainConfig)
-    if epochs:
-        train_over["epochs"] = epochs
     if threads:
-        train_over["threads"] = threads
-    data_over = {**pick(DataConfig), "frames": frames, "image_size": model_cfg.image_size}
-    if over:
-        raise ValueError(f"unknown config fields: {sorted(over)}")
+        over["threads"] = threads
+    model_cfg, train_cfg, data_cfg = C.resolve(preset, frames=frames, depths=depths, variant=variant, epochs=epochs,
+                                               overrides=over)
     spec = RunSpec(annotations=str(annotations), root=str(root), out=str(work_dir),
                    dataset=dataset or infer_dataset(annotations, root), fold=fold, split=split, preset=preset,
-                   seed=seed)
+                   seed=seed, tag=tag)
     resume = (Path(work_dir) / "checkpoint.pt").exists()
+    dest = Path(result_dir) if result_dir else None
     try:
-        result = train_run(spec, model_cfg, dataclasses.replace(p.train, **train_over),
-                           dataclasses.replace(p.data, **data_over), resume=resume, progress=progress)
+        result = train_run(spec, model_cfg, train_cfg, data_cfg, resume=resume, progress=progress)
     except FloatingPointError as exc:
-        if result_dir:  # a divergence is an outcome worth keeping: what, where, and the log so far
-            dest = Path(result_dir)
+        if dest is not None and int(os.environ.get("RANK", "0")) == 0:
+            # A divergence is an outcome worth keeping: what, where, and the log so far.
             dest.mkdir(parents=True, exist_ok=True)
             log = Path(work_dir) / "log.csv"
+            import pandas as pd
+
             record = {"status": "diverged", "message": str(exc), "dataset": spec.dataset, "fold": fold,
                       "split": split, "frames": frames, "depths": list(depths), "variant": variant,
-                      "preset": preset, "seed": seed, "overrides": overrides or {},
+                      "preset": preset, "seed": seed, "tag": tag, "overrides": overrides or {},
+                      "run_id": C.run_id(spec.identity(model_cfg, train_cfg, data_cfg)),
                       "log": pd.read_csv(log).to_dict("records") if log.exists() else []}
             _atomic_write_text(dest / "diverged.json", json.dumps(record, indent=1))
         raise
-    if result_dir:
-        dest = Path(result_dir)
+    if dest is not None and int(os.environ.get("RANK", "0")) == 0:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("log.csv", "result.json"):  # result.json last: its presence marks the row done
             tmp = dest / (name + ".tmp")
             tmp.write_bytes((Path(work_dir) / name).read_bytes())
             os.replace(tmp, dest / name)
+        (dest / "diverged.json").unlink(missing_ok=True)  # an earlier divergence of this run is stale now
     return result
 
 
 # --------------------------------------------------------------------------------------------- CLI
 
-_HANDLED = {"depths", "variant", "epochs", "frames"}  # explicit contract flags
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+_HANDLED = {"depths", "variant", "epochs", "frames", "image_size_data"}  # explicit contract flags
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> None:
@@ -381,28 +502,21 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> No
         kind = str(f.type)
         if "tuple" in kind:
             elem = float if "float" in kind else (int if "int" in kind else str)
-            group.add_argument(_flag(f.name), type=elem, nargs="+", default=None)
+            group.add_argument(C.flag(f.name), type=elem, nargs="+", default=None)
         elif kind.startswith("bool"):
-            group.add_argument(_flag(f.name), type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
+            group.add_argument(C.flag(f.name), type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
                                metavar="BOOL")
         elif "float" in kind:
-            group.add_argument(_flag(f.name), type=float, default=None)
+            group.add_argument(C.flag(f.name), type=float, default=None)
         elif "int" in kind:
-            group.add_argument(_flag(f.name), type=int, default=None)
+            group.add_argument(C.flag(f.name), type=int, default=None)
         else:
-            group.add_argument(_flag(f.name), type=str, default=None)
+            group.add_argument(C.flag(f.name), type=str, default=None)
 
 
 def _overrides(args: argparse.Namespace, cls) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
             if f.name not in _HANDLED and getattr(args, f.name, None) is not None}
-
-
-def infer_dataset(annotations: str, root: str) -> str:
-    table = pd.read_csv(annotations, nrows=1)
-    if "split" in table.columns:
-        return "ferv39k"
-    return "synthetic" if (Path(root) / "syndfer_params.json").exists() else "dfew"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--split", help="FERV39k training split name (test = 'test')")
     p.add_argument("--frames", type=int, default=16, help="T, frames per clip (default 16)")
     p.add_argument("--depths", type=int, nargs=3, default=None, metavar=("L1", "L2", "L3"))
-    p.add_argument("--variant", choices=("msstnet", "resnet18-mean"), default=None)
+    p.add_argument("--variant", choices=C.VARIANTS, default=None)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -422,29 +536,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name recorded in the result (default: inferred from the annotations/root)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (the same run only)")
     p.add_argument("--no-progress", action="store_true")
-    _add_dataclass_flags(p, MSSTConfig, "model")
-    _add_dataclass_flags(p, TrainConfig, "training")
-    _add_dataclass_flags(p, DataConfig, "data")
+    for cls, title in ((MSSTConfig, "model"), (TrainConfig, "training"), (DataConfig, "data")):
+        _add_dataclass_flags(p, cls, title)
     return p
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[MSSTConfig, TrainConfig, DataConfig]:
-    preset = PRESETS[args.preset]
-    model_over = _overrides(args, MSSTConfig)
-    if args.depths is not None:
-        model_over["depths"] = tuple(args.depths)
-    if args.variant is not None:
-        model_over["variant"] = args.variant
-    train_over = _overrides(args, TrainConfig)
-    if args.epochs is not None:
-        train_over["epochs"] = args.epochs
-    data_over = _overrides(args, DataConfig)
-    data_over["frames"] = args.frames
-    model_cfg = preset.model.replace(**model_over)
-    data_over["image_size"] = model_cfg.image_size  # the data follow the model's resolution
-    return model_cfg, dataclasses.replace(preset.train, **train_over), dataclasses.replace(preset.data, **data_over)
+    over = {}
+    for cls in C.CONFIG_CLASSES:
+        over.update(_overrides(args, cls))
+    return C.resolve(args.preset, frames=args.frames, depths=args.depths, variant=args.variant, epochs=args.epochs,
+                     overrides=over)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,8 +564,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NAN
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"result: WAR {result['war']:.4f}  UAR {result['uar']:.4f}  -> {Path(args.out) / 'result.json'}")
+        return EXIT_USAGE
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"result: WAR {result['war']:.4f}  UAR {result['uar']:.4f}  run {result['run_id']}  "
+              f"-> {Path(args.out) / 'result.json'}")
     return 0
 
 

@@ -9,26 +9,25 @@ import torch
 
 from msstlib import train as T
 from msstlib.labels import EMOTIONS
-from msstlib.study import tiny_synthetic
 
 SMALL = {"embed_dim": 32, "num_heads": 4, "batch_size": 16}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_synthetic(tmp_path_factory.mktemp("syndfer") / "data")
+def small(r18):
+    return {**SMALL, "backbone_weights": r18}
 
 
-def _run(tiny, work, **kw):
+def _run(tiny, work, small, **kw):
     ann, root = tiny
     args = dict(annotations=ann, root=root, fold=1, frames=4, depths=(1, 1, 1), preset="cpu", epochs=2,
-                seed=0, work_dir=str(work), overrides=dict(SMALL), progress=False)
+                seed=0, work_dir=str(work), overrides=dict(small), progress=False)
     args.update(kw)
     return T.run(**args)
 
 
-def test_result_json_holds_the_contract(tiny, tmp_path):
-    r = _run(tiny, tmp_path / "w", result_dir=str(tmp_path / "res"), epochs=1)
+def test_result_json_holds_the_contract(tiny, small, tmp_path):
+    r = _run(tiny, tmp_path / "w", small, result_dir=str(tmp_path / "res"), epochs=1)
     saved = json.loads((tmp_path / "res" / "result.json").read_text())
     assert saved == json.loads(json.dumps(r))
     for key in ["dataset", "fold", "frames", "depths", "variant", "preset", "epochs", "seed", "war", "uar",
@@ -46,8 +45,8 @@ def test_result_json_holds_the_contract(tiny, tmp_path):
     assert "chosen on the test set, not a result" in saved["best_epoch_selected_on_test"]["note"]
 
 
-def test_resume_after_a_kill_reaches_the_same_result(tiny, tmp_path, monkeypatch):
-    full = _run(tiny, tmp_path / "full", epochs=3)
+def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monkeypatch):
+    full = _run(tiny, tmp_path / "full", small, epochs=3)
 
     saves = {"n": 0}
     real_save = T._atomic_torch_save
@@ -60,10 +59,10 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, tmp_path, monkeypatch
 
     monkeypatch.setattr(T, "_atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny, tmp_path / "killed", epochs=3)
+        _run(tiny, tmp_path / "killed", small, epochs=3)
     assert not (tmp_path / "killed" / "result.json").exists()
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["epoch"] == 1
-    resumed = _run(tiny, tmp_path / "killed", epochs=3)  # run() resumes when a checkpoint exists
+    resumed = _run(tiny, tmp_path / "killed", small, epochs=3)  # run() resumes when a checkpoint exists
     assert resumed["war"] == full["war"] and resumed["uar"] == full["uar"]
     assert resumed["confusion"] == full["confusion"]
     a = pd.read_csv(tmp_path / "full" / "log.csv")
@@ -75,21 +74,21 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, tmp_path, monkeypatch
         torch.testing.assert_close(ma[k], mb[k], rtol=0, atol=0)
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, small, r18, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real_ce = T.F.cross_entropy
+    real_ce = torch.nn.functional.cross_entropy
 
     def ce_then_nan(*a, **k):
         calls["n"] += 1
         loss = real_ce(*a, **k)
         return loss * float("nan") if calls["n"] > 4 else loss  # 56 training clips / 16 = 4 steps per epoch
 
-    monkeypatch.setattr(T.F, "cross_entropy", ce_then_nan)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", ce_then_nan)
     ann, root = tiny
     out = tmp_path / "nan"
     status = T.main(["--annotations", ann, "--root", root, "--fold", "1", "--frames", "4", "--depths", "1", "1", "1",
                      "--preset", "cpu", "--epochs", "3", "--embed-dim", "32", "--num-heads", "4", "--batch-size", "16",
-                     "--out", str(out), "--no-progress"])
+                     "--backbone-weights", r18, "--out", str(out), "--no-progress"])
     assert status == T.EXIT_NAN
     err = capsys.readouterr().err
     assert "loss became nan at epoch 2" in err and "checkpoint" in err
@@ -98,28 +97,30 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, 
     # Through run() with a result folder, the divergence is recorded with the log so far.
     calls["n"] = 0
     with pytest.raises(FloatingPointError):
-        _run(tiny, tmp_path / "nan2", epochs=3, result_dir=str(tmp_path / "res"))
+        _run(tiny, tmp_path / "nan2", small, epochs=3, result_dir=str(tmp_path / "res"))
     record = json.loads((tmp_path / "res" / "diverged.json").read_text())
     assert record["status"] == "diverged" and "epoch 2" in record["message"] and len(record["log"]) == 1
     assert not (tmp_path / "res" / "result.json").exists()
 
 
-def test_existing_checkpoint_needs_resume(tiny, tmp_path, capsys):
+def test_existing_checkpoint_needs_resume(tiny, r18, tmp_path, capsys):
     ann, root = tiny
     args = ["--annotations", ann, "--root", root, "--fold", "1", "--frames", "4", "--depths", "0", "0", "1",
-            "--preset", "cpu", "--epochs", "1", "--embed-dim", "32", "--num-heads", "4", "--out", str(tmp_path / "o"),
+            "--preset", "cpu", "--epochs", "1", "--embed-dim", "32", "--num-heads", "4", "--backbone-weights", r18,
+            "--out", str(tmp_path / "o"),
             "--no-progress"]
     assert T.main(args) == 0
     assert T.main(args) == 2 and "pass --resume" in capsys.readouterr().err
     assert T.main(args + ["--resume"]) == 0  # a finished run: re-evaluated, same numbers
 
 
-def test_frozen_backbone_stays_frozen(tiny, tmp_path):
-    _run(tiny, tmp_path / "w", epochs=1)
+def test_frozen_backbone_stays_frozen(tiny, small, r18, tmp_path):
+    _run(tiny, tmp_path / "w", small, epochs=1)
     state = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["model"]
     torch.manual_seed(0)
     from msstlib.model import build_model
-    fresh = build_model(T.PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, depths=(1, 1, 1))).state_dict()
+    fresh = build_model(T.PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, depths=(1, 1, 1),
+                                                       backbone_weights=r18)).state_dict()
     for k, v in state.items():
         if k.startswith("backbone."):
             torch.testing.assert_close(v, fresh[k], rtol=0, atol=0)  # weights and BatchNorm statistics
@@ -143,7 +144,8 @@ def test_cli_flags_map_one_to_one_onto_config_fields():
     args = T.build_parser().parse_args(
         ["--annotations", "a", "--root", "r", "--fold", "2", "--frames", "8", "--depths", "2", "0", "3",
          "--preset", "cpu", "--out", "o", "--lr", "0.01", "--embed-norm", "false", "--crop-scale", "0.5", "1.0",
-         "--optimizer", "sgd", "--grad-clip", "1.5", "--variant", "msstnet", "--max-frames", "32"])
+         "--optimizer", "sgd", "--grad-clip", "1.5", "--variant", "msstnet", "--max-frames", "32",
+         "--freeze-backbone", "false"])
     model, train, data = T.configs_from_args(args)
     assert model.depths == (2, 0, 3) and model.embed_norm is False and model.max_frames == 32
     assert train.lr == 0.01 and train.optimizer == "sgd" and train.grad_clip == 1.5 and train.epochs == 5
@@ -154,6 +156,93 @@ def test_cli_flags_map_one_to_one_onto_config_fields():
         assert {f.name for f in dataclasses.fields(cls)} <= flags, cls
 
 
-def test_unknown_override_is_an_error(tiny, tmp_path):
+def test_unknown_override_is_an_error(tiny, small, tmp_path):
     with pytest.raises(ValueError, match="unknown config fields: \\['learning_rate'\\]"):
-        _run(tiny, tmp_path / "w", overrides={"learning_rate": 1})
+        _run(tiny, tmp_path / "w", small, overrides={"learning_rate": 1})
+
+
+# ------------------------------------------------------------------ faults found in review (issue 8)
+
+
+def test_resume_with_other_threads_and_from_another_mount(tiny, small, tmp_path, monkeypatch):
+    """The same run resumed with another thread count (another --jobs) and with the dataset and the
+    backbone at other absolute paths (another machine or mount) continues; the result is unchanged."""
+    import shutil
+
+    full = _run(tiny, tmp_path / "full", small, epochs=2, threads=1)
+    real_save = T._atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny, tmp_path / "killed", small, epochs=2, threads=1)
+    monkeypatch.setattr(T, "_atomic_torch_save", real_save)
+    ann, root = tiny
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(root, moved)
+    weights = tmp_path / "elsewhere" / "r18.pt"
+    shutil.copy(small["backbone_weights"], weights)
+    resumed = T.run(annotations=str(moved / "prepared" / "annotations.csv"), root=str(moved), fold=1, frames=4,
+                    depths=(1, 1, 1), preset="cpu", epochs=2, seed=0, work_dir=str(tmp_path / "killed"),
+                    overrides={**small, "backbone_weights": str(weights), "num_workers": 0}, threads=2, progress=False)
+    assert resumed["run_id"] == full["run_id"]
+    assert resumed["confusion"] == full["confusion"] and resumed["war"] == full["war"]
+    assert pd.read_csv(tmp_path / "killed" / "log.csv")["epoch"].tolist() == [1, 2]
+
+
+def test_resume_refuses_a_different_run_and_names_the_fields(tiny, small, r18, tmp_path, capsys):
+    ann, root = tiny
+    base = ["--annotations", ann, "--root", root, "--fold", "1", "--frames", "4", "--depths", "1", "1", "1",
+            "--preset", "cpu", "--embed-dim", "32", "--num-heads", "4", "--backbone-weights", r18,
+            "--out", str(tmp_path / "o"), "--no-progress"]
+    assert T.main(base + ["--epochs", "1"]) == 0
+    assert T.main(base + ["--epochs", "2", "--lr", "0.01", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs: 1 != 2" in err and "train.lr: 0.001 != 0.01" in err
+
+
+def test_checkpoint_restores_on_any_device(tiny, small, tmp_path):
+    """A checkpoint's tensors load on the CPU whatever device trains next: the saved CPU RNG state
+    must stay a CPU byte tensor (``map_location=device`` put it on the GPU, and
+    ``set_rng_state`` raised, so a pre-empted GPU run could never resume). The meta device stands
+    in for a GPU here: a non-CPU device this machine has."""
+    _run(tiny, tmp_path / "w", small, epochs=1)
+    ckpt = T.load_checkpoint(tmp_path / "w" / "checkpoint.pt")
+    assert {"torch_rng", "cuda_rng", "run_id", "identity"} <= set(ckpt)
+    assert ckpt["torch_rng"].device.type == "cpu"
+    state = torch.random.get_rng_state()
+    torch.manual_seed(123)
+    T._restore_rng(ckpt, torch.device("meta"))
+    assert torch.equal(torch.random.get_rng_state(), ckpt["torch_rng"])
+    torch.random.set_rng_state(state)
+    # What the old code did: map the checkpoint onto the training device. On a non-CPU device the
+    # RNG state is no longer a CPU tensor and cannot be restored.
+    moved = torch.load(tmp_path / "w" / "checkpoint.pt", map_location="meta", weights_only=False)
+    with pytest.raises((TypeError, RuntimeError)):
+        torch.random.set_rng_state(moved["torch_rng"])
+
+
+def test_freezing_a_backbone_without_weights_is_an_error(tiny, tmp_path, capsys):
+    """--preset cpu freezes the ResNet-18; on a dataset without supplied weights that froze a random
+    network without a word. Now: exit 2 naming the flag, and no output folder."""
+    ann, root = tiny
+    out = tmp_path / "o"
+    args = ["--annotations", ann, "--root", root, "--fold", "1", "--frames", "4", "--depths", "1", "1", "1",
+            "--preset", "cpu", "--out", str(out), "--no-progress"]
+    assert T.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--backbone-weights" in err and "--freeze-backbone false" in err
+    assert not out.exists()
+    assert T.main(args + ["--backbone-weights", str(tmp_path / "missing.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_a_later_success_removes_a_stale_divergence_record(tiny, small, tmp_path):
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "diverged.json").write_text('{"status": "diverged"}')
+    _run(tiny, tmp_path / "w", small, epochs=1, result_dir=str(res))
+    assert (res / "result.json").exists() and not (res / "diverged.json").exists()
