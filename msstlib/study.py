@@ -261,12 +261,17 @@ def job_state(record: dict) -> str | None:
         alive = record.get("host") == socket.gethostname() and _pid_alive(int(record.get("job_id", 0)))
         return "running" if alive else None
     if record.get("executor") == "slurm":
+        import logging
+
+        logging.getLogger("submitit").setLevel(logging.ERROR)  # its per-call sacct warnings
         try:
             import submitit
 
             state = submitit.SlurmJob(folder=record["folder"], job_id=record["job_id"]).state
-        except Exception:  # no sacct here (e.g. --status from a laptop): cannot tell
-            return "submitted (state unknown)"
+        except Exception:
+            state = "UNKNOWN"
+        if state.upper().startswith("UNKNOWN"):  # no sacct here (--status from a laptop): cannot tell
+            return "submitted (state unknown: no sacct here)"
         return ("queued" if state == "PENDING" else "running") if state.split()[0] in LIVE_SLURM_STATES else None
     return None
 
@@ -276,7 +281,7 @@ def row_status(study: Study, row: Row) -> tuple[str, str]:
     out, work = study.result_dir(row), study.work_dir(row)
     if (out / "result.json").exists():
         r = json.loads((out / "result.json").read_text())
-        return "done", f"WAR {100 * r['war']:.1f}  UAR {100 * r['uar']:.1f}"
+        return "done", (f"WAR {100 * r['war']:.1f}  UAR {100 * r['uar']:.1f}" if "war" in r else "")
     if row.probe and (out / "diverged.json").exists():
         return "done", "diverged (an optimiser probe's outcome)"
     marker = work / "job.json"
@@ -284,7 +289,7 @@ def row_status(study: Study, row: Row) -> tuple[str, str]:
         record = json.loads(marker.read_text())
         live = job_state(record)
         if live:
-            return live.split()[0], f"job {record.get('job_id')} ({record.get('executor')}){_progress(work)}"
+            return live.split()[0], f"job {record.get('job_id')} ({record.get('executor')}, {live}){_progress(work)}"
     if (out / "error.txt").exists():
         return "failed", (out / "error.txt").read_text().splitlines()[0][:160]
     return "todo", _progress(work).strip()
@@ -316,7 +321,7 @@ def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> 
     import submitit
 
     folder = Path(study.work) / "submitit"
-    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor = submitit.LocalExecutor(folder=folder)  # (AutoExecutor does not pass visible_gpus on)
     executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
     gpus = _gpu_count()
     free = list(range(gpus))
@@ -570,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
 
     states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
     todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
-    busy = sum(s in ("running", "queued") for s in states.values())
+    busy = sum(s in ("running", "queued", "submitted") for s in states.values())
     print(f"{len(rows)} rows: {sum(s == 'done' for s in states.values())} done, {busy} running or queued, "
           f"{len(todo)} to run ({args.executor} executor)", flush=True)
     t0 = time.time()

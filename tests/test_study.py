@@ -1,12 +1,20 @@
-"""The batch runner: the grid, skipping finished rows, recording failures, one real papermill row."""
+"""The batch runner: the grid, run identity in folders, skipping and resuming, submitit executors."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from msstlib import study
 from msstlib.model import table1_variants
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_grid_covers_table1_plus_noise_and_order_rows():
@@ -30,54 +38,111 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
     assert all(r.probe for r in sgd) and not any(r.probe for r in study.grid("synthetic"))
 
 
-def test_dry_run_lists_rows_without_running(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "run_row", lambda *a, **k: pytest.fail("dry run must not run rows"))
-    assert study.main(["--dataset", "synthetic", "--dry-run", "--folds", "1", "3", "--results", str(tmp_path)]) == 0
+def _copy(tiny, tmp_path) -> tuple[str, str]:
+    root = tmp_path / "data"
+    shutil.copytree(tiny[1], root)
+    return str(root / "prepared" / "annotations.csv"), str(root)
+
+
+def _study(args, monkeypatch=None):
+    """A Study as main() builds it, from the same flags."""
+    captured = {}
+    real = study.Study
+
+    def keep(*a, **k):
+        captured["s"] = real(*a, **k)
+        return captured["s"]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(study, "Study", keep)
+    try:
+        assert study.main(args + ["--dry-run"]) == 0
+    finally:
+        mp.undo()
+    return captured["s"]
+
+
+def test_dry_run_lists_rows_with_their_run_ids_without_running(tiny, r18, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("a dry run must not run rows"))
+    assert study.main(["--dataset", "synthetic", "--root", tiny[1], "--backbone-weights", r18, "--dry-run",
+                       "--folds", "1", "3", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "52 rows" in out  # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 3 SGD probes) and "T16_d333_s0_fold3" in out and "todo" in out
+    # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 3 SGD probes)
+    assert "52 rows" in out and "52 todo" in out
+    line = next(li for li in out.splitlines() if li.startswith("T16_d333_s0_fold3_"))
+    assert len(line.split()[0].rsplit("_", 1)[1]) == 10 and line.split()[1] == "todo"
 
 
-def _fake_dataset(tmp_path):
-    ann = tmp_path / "data" / "prepared" / "annotations.csv"
+def test_another_preset_or_epoch_count_is_another_run(tiny, r18, capsys, tmp_path):
+    """Fault 1: the folder name and the skip check ignored preset, epochs and overrides, so a
+    paper-preset study listed the finished cpu rows as done."""
+    base = ["--dataset", "synthetic", "--root", tiny[1], "--results", str(tmp_path / "res"),
+            "--work-dir", str(tmp_path / "work")]
+    cpu = _study(base + ["--backbone-weights", r18])
+    for row in study.grid("synthetic", sgd_rows=True):
+        out = cpu.result_dir(row)
+        out.mkdir(parents=True)
+        (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
+    capsys.readouterr()
+    assert study.main(base + ["--backbone-weights", r18, "--dry-run"]) == 0
+    assert "26 rows" in (out := capsys.readouterr().out) and "26 done" in out
+    for extra in (["--preset", "paper", "--epochs", "40"], ["--backbone-weights", r18, "--epochs", "6"],
+                  ["--backbone-weights", r18, "--set", "hflip=false"]):
+        assert study.main(base + extra + ["--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert " done " not in out and out.count(" todo ") == (26 if "paper" not in extra else 23), extra
+
+
+def test_freezing_without_weights_is_refused_before_anything_runs(tmp_path, capsys):
+    """Fault 4, at the study level: --preset cpu on DFEW without --backbone-weights."""
+    ann = tmp_path / "dfew" / "prepared" / "annotations.csv"
     ann.parent.mkdir(parents=True)
     ann.write_text("clip,num_frames,label,emotion,fold\n")
-    return ann
+    assert study.main(["--dataset", "dfew", "--root", str(tmp_path / "dfew"), "--preset", "cpu",
+                       "--results", str(tmp_path / "res")]) == 2
+    assert "--backbone-weights" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
 
 
-def test_finished_rows_are_skipped_and_failures_recorded(tmp_path, monkeypatch):
+def test_finished_rows_are_skipped_and_failures_recorded(tiny, r18, tmp_path, monkeypatch):
     import papermill
 
-    results = tmp_path / "res"
-    rows = study.grid("dfew", folds=[1])
+    ann, root = _copy(tiny, tmp_path)
+    args = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--backbone-weights", r18,
+            "--results", str(tmp_path / "res"), "--work-dir", str(tmp_path / "work")]
+    s = _study(args)
+    rows = study.grid("dfew", folds=[1], sgd_rows=True)
     done = rows[0]
-    (results / "runs" / done.name).mkdir(parents=True)
-    (results / "runs" / done.name / "result.json").write_text("{}")
+    s.result_dir(done).mkdir(parents=True)
+    (s.result_dir(done) / "result.json").write_text("{}")
     executed = []
 
     def fake_execute(src, dst, parameters, **kw):
         executed.append(Path(dst).parent.name)
-        if parameters["frames"] == 16 and parameters["depths"] == [3, 3, 3]:
+        if parameters.get("frames") == 16 and parameters.get("depths") == [3, 3, 3]:
             raise RuntimeError("boom in a cell")
         if Path(src).name == "train_eval.ipynb":
             Path(parameters["result_dir"], "result.json").write_text("{}")
 
+    def in_process(todo, st, jobs):  # the selection logic of main(), without subprocesses
+        return [(st.folder(r), study.run_row(r, st)[1]) for r in todo]
+
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
-    ann = _fake_dataset(tmp_path)
-    status = study.main(["--dataset", "dfew", "--root", str(ann.parent.parent), "--results", str(results)])
-    assert status == 1  # one row failed
-    assert done.name not in executed  # skipped: its result exists
-    failed = results / "runs" / "T16_d333_s0_fold1"
+    monkeypatch.setattr(study, "run_local", in_process)
+    assert study.main(args) == 1  # one row failed
+    assert s.folder(done) not in executed  # skipped: its result exists
+    failed = s.result_dir(next(r for r in rows if r.frames == 16 and r.depths == (3, 3, 3)))
     assert "boom in a cell" in (failed / "error.txt").read_text()
     assert not (failed / "result.json").exists()
-    assert len([r for r in rows if (results / "runs" / r.name / "result.json").exists()]) == len(rows) - 1
+    assert sum(s.result_dir(r).joinpath("result.json").exists() for r in rows) == len(rows) - 1
     # Rerun: only the failed row executes again; now it succeeds and the exit status is 0.
     executed.clear()
     monkeypatch.setattr(papermill, "execute_notebook",
                         lambda src, dst, parameters, **kw: executed.append(Path(dst).parent.name) or (
                             Path(src).name == "train_eval.ipynb"
                             and Path(parameters["result_dir"], "result.json").write_text("{}")))
-    assert study.main(["--dataset", "dfew", "--root", str(ann.parent.parent), "--results", str(results)]) == 0
-    assert executed == ["T16_d333_s0_fold1", "res"]  # the failed row, then tables.ipynb
+    assert study.main(args) == 0
+    assert executed == [failed.name, "res"]  # the failed row, then tables.ipynb
     assert not (failed / "error.txt").exists()
 
 
@@ -87,22 +152,7 @@ def test_real_datasets_need_a_root(capsys):
     assert "--root is required" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_one_row_through_papermill(tmp_path):
-    ann, root = study.tiny_synthetic(tmp_path / "data")
-    row = study.Row("synthetic", 1, None, 4, (1, 0, 1), "msstnet")
-    _, error = study.run_row(row, annotations=ann, root=root, preset="cpu", results=tmp_path / "res",
-                             build=tmp_path / "build", epochs=1, threads=1,
-                             extra={"embed_dim": 32, "num_heads": 4})
-    assert error is None
-    out = tmp_path / "res" / "runs" / row.name
-    result = json.loads((out / "result.json").read_text())
-    assert result["depths"] == [1, 0, 1] and result["config"]["model"]["embed_dim"] == 32
-    assert (out / "train_eval.ipynb").exists() and (out / "log.csv").exists()
-    assert (tmp_path / "build" / "runs" / row.name / "checkpoint.pt").exists()
-
-
-def test_a_diverging_probe_is_an_outcome_but_a_diverging_table_row_is_a_failure(tmp_path, monkeypatch):
+def test_a_diverging_probe_is_an_outcome_but_a_diverging_table_row_is_a_failure(tiny, r18, tmp_path, monkeypatch):
     import papermill
 
     def diverge(src, dst, parameters, **kw):
@@ -111,11 +161,174 @@ def test_a_diverging_probe_is_an_outcome_but_a_diverging_table_row_is_a_failure(
             raise RuntimeError("FloatingPointError: loss became nan")
 
     monkeypatch.setattr(papermill, "execute_notebook", diverge)
-    kw = dict(annotations="a", root="r", preset="cpu", results=tmp_path, build=tmp_path / "b", epochs=1, threads=1,
-              extra={})
+    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
+                    work=str(tmp_path / "b"), epochs=1, extra={"backbone_weights": r18})
     probe = [r for r in study.grid("synthetic", sgd_rows=True) if r.probe][0]
-    assert study.run_row(probe, **kw) == (probe, None)
-    assert study.run_row(probe, **kw) == (probe, None)  # recorded: skipped on a rerun
+    assert study.run_row(probe, s) == (probe, None)
+    assert study.run_row(probe, s) == (probe, None)  # recorded: skipped on a rerun
     table_row = study.grid("synthetic")[0]
-    _, error = study.run_row(table_row, **kw)
+    _, error = study.run_row(table_row, s)
     assert error is not None and "nan" in error
+
+
+class _FakeJob:
+    def __init__(self, job_id, row):
+        self.job_id, self.row = job_id, row
+        self.paths = type("P", (), {"stderr": "x.err"})()
+
+    def done(self):
+        return True
+
+    def result(self):
+        return self.row.name, None
+
+
+class _FakeExecutor:
+    made = []
+
+    def __init__(self, folder, cluster="local"):
+        self.folder, self.cluster, self.params, self.submitted = folder, cluster, {}, []
+        _FakeExecutor.made.append(self)
+
+    def update_parameters(self, **kw):
+        self.params.update(kw)
+
+    def submit(self, fn, row):
+        self.submitted.append((row, dict(self.params)))
+        return _FakeJob(str(len(self.submitted)), row)
+
+    def map_array(self, fn, rows):
+        self.array = (fn, list(rows))
+        return [_FakeJob(f"777_{i}", r) for i, r in enumerate(rows)]
+
+
+def test_local_jobs_each_get_their_own_gpu(tmp_path, monkeypatch):
+    import submitit
+
+    _FakeExecutor.made.clear()
+    monkeypatch.setattr(submitit, "LocalExecutor", _FakeExecutor)
+    monkeypatch.setattr(study, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(study.Study, "folder", lambda self, row: row.name)
+    s = study.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
+                    work=str(tmp_path / "work"))
+    rows = study.grid("dfew", quick=True)
+    study.run_local(rows, s, jobs=2, poll_s=0)
+    ex = _FakeExecutor.made[0]
+    assert ex.cluster == "local" and ex.params["timeout_min"] >= 24 * 60
+    gpus = [p["visible_gpus"] for _, p in ex.submitted]
+    assert gpus[:2] == [[0], [1]] and all(len(g) == 1 for g in gpus)  # never all on cuda:0
+
+
+def test_slurm_submits_one_array_job_per_missing_row_and_returns(tiny, r18, tmp_path, monkeypatch, capsys):
+    import submitit
+
+    _FakeExecutor.made.clear()
+    monkeypatch.setattr(submitit, "AutoExecutor", _FakeExecutor)
+    monkeypatch.setattr(study, "overview", lambda *a, **k: None)
+    ann, root = _copy(tiny, tmp_path)
+    args = ["--dataset", "dfew", "--root", root, "--preset", "paper", "--executor", "slurm",
+            "--slurm-partition", "gpu", "--slurm-time", "90", "--slurm-gpus-per-job", "1", "--slurm-cpus-per-job", "6",
+            "--slurm-mem", "32G", "--slurm-array-parallelism", "10", "--results", str(tmp_path / "res"),
+            "--work-dir", str(tmp_path / "scratch")]
+    s = _study(args)
+    rows = study.grid("dfew", folds=[1])
+    s.result_dir(rows[0]).mkdir(parents=True)
+    (s.result_dir(rows[0]) / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
+    capsys.readouterr()
+    assert study.main(args) == 0
+    out = capsys.readouterr().out
+    ex = _FakeExecutor.made[-1]
+    assert ex.cluster == "slurm" and str(ex.folder).startswith(str(tmp_path / "scratch"))
+    assert {k: ex.params[k] for k in ("slurm_partition", "timeout_min", "gpus_per_node", "cpus_per_task",
+                                       "slurm_mem", "slurm_array_parallelism")} == {
+        "slurm_partition": "gpu", "timeout_min": 90, "gpus_per_node": 1, "cpus_per_task": 6, "slurm_mem": "32G",
+        "slurm_array_parallelism": 10}
+    job_fn, submitted = ex.array
+    assert [r.name for r in submitted] == [r.name for r in rows[1:]]  # the finished row is not submitted
+    assert hasattr(job_fn, "checkpoint") and job_fn.study.threads == 6 and len(job_fn.expected) == len(rows)
+    assert "777_0" in out and "--status" in out
+    record = json.loads((s.work_dir(rows[1]) / "job.json").read_text())
+    assert record["executor"] == "slurm" and record["job_id"] == "777_0"
+    # --status from a machine without sacct: submitted rows say so; the finished one is done.
+    assert study.main(args + ["--status"]) == 0
+    status = capsys.readouterr().out
+    assert "done" in status and "submitted" in status
+
+
+def test_requeue_stops_the_training_kernel_and_resubmits_the_same_row(tmp_path):
+    """RowJob.checkpoint (what submitit calls on pre-emption or time-out) stops this process's
+    children -- the kernel that trains -- and returns the same job for the same row."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "from msstlib import study\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "s = study.Study(annotations='a', root='r', dataset='dfew', preset='paper', results='res', work='w')\n"
+        "row = study.grid('dfew', quick=True)[0]\n"
+        "delayed = study.RowJob(s, ['x'])\n"
+        "d = delayed.checkpoint(row)\n"
+        "print(child.poll() is not None, d.args[0] == row, type(d.function).__name__, d.function.expected)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["True", "True", "RowJob", "['x']"], out.stderr
+
+
+def _wait_for(predicate, timeout=300.0, every=0.2):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def _checkpointed_row(work: Path, exclude=()):
+    for log in sorted(work.glob("runs/*/log.csv")):
+        if log.parent.name not in exclude and len(log.read_text().splitlines()) >= 2:
+            marker = log.parent / "job.json"
+            if marker.exists() and "pid" in json.loads(marker.read_text()):
+                return log.parent
+    return None
+
+
+@pytest.mark.slow
+def test_local_executor_runs_the_quick_grid_through_submitit_and_resumes_killed_jobs(tiny, r18, tmp_path):
+    """The quick grid through submitit's local executor, two jobs at a time. One job is pre-empted
+    mid-run (SIGUSR2, what SLURM sends): submitit requeues it and it resumes from its checkpoint.
+    Another is killed outright with its whole process tree: the command reports it, and running the
+    same command again runs only that row, which resumes from its checkpoint."""
+    import psutil
+
+    ann, root = _copy(tiny, tmp_path)
+    res, work = tmp_path / "res", tmp_path / "work"
+    cmd = [sys.executable, "-m", "msstlib.study", "--dataset", "synthetic", "--root", root, "--quick",
+           "--epochs", "12", "--backbone-weights", r18, "--set", "embed_dim=32", "--set", "num_heads=4",
+           "--jobs", "2", "--results", str(res), "--work-dir", str(work)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pre = _wait_for(lambda: _checkpointed_row(work / "res"))
+        os.kill(json.loads((pre / "job.json").read_text())["pid"], signal.SIGUSR2)  # pre-empted
+        killed = _wait_for(lambda: _checkpointed_row(work / "res", exclude={pre.name}))
+        controller = psutil.Process(int(json.loads((killed / "job.json").read_text())["job_id"]))
+        tree = [controller, *controller.children(recursive=True)]
+        for p in tree:
+            p.kill()  # a node failure: the job, papermill and its kernel are gone at once
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out
+    assert f"{killed.name}: FAILED" in out and "ended without a result" in out
+    assert (res / "runs" / pre.name / "result.json").exists()
+    assert "resuming run" in (res / "runs" / pre.name / "train_eval.ipynb").read_text()
+    assert not (res / "runs" / killed.name / "result.json").exists()
+    assert sum((d / "result.json").exists() for d in (res / "runs").iterdir()) == 3
+
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 done, 0 running or queued, 1 to run" in again.stdout
+    assert "resuming run" in (res / "runs" / killed.name / "train_eval.ipynb").read_text()
+    result = json.loads((res / "runs" / killed.name / "result.json").read_text())
+    assert killed.name.endswith(result["run_id"]) and result["epochs"] == 12
+    assert (res / "tables" / "table1.csv").exists()
+    status = subprocess.run(cmd + ["--status"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "4 rows" in status.stdout and "4 done" in status.stdout
