@@ -34,15 +34,8 @@ reproduce: install flops
 	$(MAKE) figures $(if $(QUICK),QUICK=1,)
 
 # Grad-CAM figures and scores (issue 5) from the study's checkpoints: no T-Former vs MSSTNet at T=4.
-RES  = results/synthetic$(if $(QUICK),-quick,)
-RUNS = build/synthetic$(if $(QUICK),-quick,)/runs
 figures: install
-	$(BIN)/python -m papermill notebooks/gradcam.ipynb $(RES)/gradcam.ipynb --cwd notebooks --no-progress-bar \
-	  -p annotations $(CURDIR)/build/syndfer$(if $(QUICK),-quick,)/prepared/annotations.csv \
-	  -p root $(CURDIR)/build/syndfer$(if $(QUICK),-quick,) \
-	  -p plain_checkpoint $(CURDIR)/$(RUNS)/T04_d000_s0_fold1/checkpoint.pt \
-	  -p msst_checkpoint $(CURDIR)/$(RUNS)/T04_d111_s0_fold1/checkpoint.pt \
-	  -p figures_dir $(CURDIR)/$(RES)/figures -p tables_dir $(CURDIR)/$(RES)/tables
+	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,) --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -279,8 +279,7 @@ class EpochBatches(torch.utils.data.Sampler):
     """Batches of ``(clip, epoch)`` keys for one process of ``world`` (a DataLoader ``batch_sampler``).
 
     One instance serves the whole run: :meth:`set_epoch` re-seeds it (the order of epoch ``e`` is
-    a permutation drawn from ``seed * 100003 + e``, the order runs recorded before this sampler
-    existed also used). Every process draws the same global order and takes its share of each
+    a permutation drawn from ``seed * 100003 + e``, as in the runs recorded before this sampler). Every process draws the same global order and takes its share of each
     global batch of ``batch_size`` clips (``np.array_split``: sizes differ by at most one), so K
     processes together see exactly the batches one process sees. In training (``drop_small``) a
     last global batch too small to give every process a clip is dropped (at most ``world - 1``
@@ -299,7 +298,11 @@ class EpochBatches(torch.utils.data.Sampler):
         if not self.shuffle:
             return list(range(self.n))
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        torch.empty((), dtype=torch.int64).random_(generator=g)  # DataLoader's worker base seed came first
+        # The order the runs recorded before this sampler existed used: their per-epoch DataLoader
+        # drew a worker base seed from this generator for each iterator it made, and tqdm.auto made
+        # two (one in its constructor), before the permutation. Kept so they stay reproducible.
+        for _ in range(2):
+            torch.empty((), dtype=torch.int64).random_(generator=g)
         return torch.randperm(self.n, generator=g).tolist()
 
     def _batches(self) -> tuple[list[list[tuple[int, int]]], list[int]]:

@@ -20,8 +20,14 @@ import seaborn as sns
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
-# Study row names: T04_d111_s0_fold1, T04_r18mean_s0_fold1, T04_d111_no-pos-embed_s0_fold1 (a tagged row).
+# Study row folders: T04_d111_s0_fold1_<run id>, T04_d111_no-pos-embed_s0_fold1_<run id> (a tagged row).
 _ROW = re.compile(r"^T\d+_(?:d\d{3}|r18mean)(?:_(?P<tag>.+?))?_s\d+_")
+# What a table cell is: one configuration (``config_id``: the run identity without fold and seed),
+# shown with the fields a reader needs to tell configurations apart. Cells never mix presets,
+# epoch counts or any other result-changing field.
+CELL = ["preset", "epochs", "config_id"]
+# Tags of rows that repeat a table row with another seed (not a change to it).
+REPLICATE_TAGS = ("", "seed-spread")
 
 
 def row_tag(run: str) -> str:
@@ -37,23 +43,36 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
         r = json.loads(path.read_text())
         model = r.get("config", {}).get("model", {})
         row = {
-            "run": path.parent.name, "tag": row_tag(path.parent.name), "dataset": r["dataset"], "fold": r.get("fold"), "split": r.get("split"),
-            "frames": r["frames"], "depths": "-".join(map(str, r["depths"])), "variant": r["variant"],
-            "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"], "preset": r["preset"],
-            "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"], "gflops": r["gflops"],
-            "params": r["params"], "wall_s": r["wall_s"],
+            "run": path.parent.name, "run_id": r.get("run_id"), "config_id": r.get("config_id"),
+            "tag": r.get("tag", row_tag(path.parent.name)), "dataset": r["dataset"], "fold": r.get("fold"),
+            "split": r.get("split"), "frames": r["frames"], "depths": "-".join(map(str, r["depths"])),
+            "variant": r["variant"], "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"],
+            "preset": r["preset"], "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"],
+            "gflops": r["gflops"], "params": r["params"], "wall_s": r["wall_s"],
         }
         row.update({e: (100 * v if v is not None else np.nan) for e, v in r["per_class"].items()})
         rows.append(row)
-    cols = ["run", "tag", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed", "seed", "preset", "epochs",
-            "war", "uar", *EMOTIONS, "gflops", "params", "wall_s"]
-    return pd.DataFrame(rows, columns=cols)
+    cols = ["run", "run_id", "config_id", "tag", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed",
+            "seed", "preset", "epochs", "war", "uar", *EMOTIONS, "gflops", "params", "wall_s"]
+    df = pd.DataFrame(rows, columns=cols)
+    if df["config_id"].isna().any():
+        missing = df.loc[df["config_id"].isna(), "run"].tolist()
+        raise ValueError(f"{runs_dir}: {len(missing)} result.json without a config_id (written before runs had an "
+                         f"identity), e.g. {missing[0]}; re-run those rows with python -m msstlib.study")
+    return df
+
+
+def families(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """The (preset, epochs) pairs present, the one with most runs first."""
+    counts = df.groupby(["preset", "epochs"]).size().sort_values(ascending=False)
+    return [(p, int(e)) for p, e in counts.index]
 
 
 def _summary(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
     """Mean and std over folds of the table rows (seed 0, no tag: other seeds and tagged rows are
-    reported separately)."""
+    reported separately), one cell per configuration (:data:`CELL`)."""
     base = df[(df["seed"] == 0) & (df["tag"] == "")]
+    keys = keys + [c for c in CELL if c not in keys]
     g = base.groupby(keys, sort=False)
     out = g[cols].mean()
     out["n_folds"] = g.size()
@@ -85,9 +104,10 @@ def table1(df: pd.DataFrame) -> pd.DataFrame:
     t = ours.merge(paper_rows, on=["frames", "depths", "variant"], how="left")
     t = t.rename(columns={"war": "ours_war", "uar": "ours_uar", "war_std": "ours_war_std", "uar_std": "ours_uar_std",
                           "war_ferv39k": "paper_war_ferv39k", "war_dfew": "paper_war_dfew"})
-    order = ["frames", "components", "depths", "ours_war", "ours_war_std", "ours_uar", "ours_uar_std", "n_folds",
-             "paper_war_dfew", "paper_war_ferv39k", "ours_gflops"]
-    t = t.sort_values(["frames", "variant", "depths"], ascending=[True, False, True]).reset_index(drop=True)
+    order = ["preset", "epochs", "frames", "components", "depths", "ours_war", "ours_war_std", "ours_uar",
+             "ours_uar_std", "n_folds", "paper_war_dfew", "paper_war_ferv39k", "ours_gflops", "config_id"]
+    t = t.sort_values(["preset", "epochs", "frames", "variant", "depths"],
+                      ascending=[True, True, True, False, True]).reset_index(drop=True)
     return t[order]
 
 
@@ -100,7 +120,7 @@ def table1_paper_ablations() -> pd.DataFrame:
 def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
     """Depth-2 MSSTNet per T: ours (WAR, UAR, per class, GFLOPs) beside Table 3 (DFEW) and Table 2 (FERV39k)."""
     sel = df[(df["depths"] == depths) & (df["variant"] == "msstnet")]
-    ours = _summary(sel, ["frames"], ["war", "uar", *EMOTIONS, "gflops"])
+    ours = _summary(sel, ["preset", "epochs", "frames"], ["war", "uar", *EMOTIONS, "gflops"])
     ours = ours.rename(columns={c: f"ours_{c}" for c in ["war", "uar", "war_std", "uar_std", *EMOTIONS, "gflops"]})
     p3 = pd.read_csv(PAPER / "table3_dfew.csv")
     p3 = p3[p3["method"] == "MSSTNet"].astype({"frames": int})
@@ -113,7 +133,8 @@ def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
 
 def seed_spread(df: pd.DataFrame) -> pd.DataFrame:
     """Rows run with several seeds: mean, std and range of WAR/UAR over seeds."""
-    g = df[df["tag"] == ""].groupby(["frames", "depths", "variant", "fold"], dropna=False)
+    keys = ["preset", "epochs", "frames", "depths", "variant", "fold", "config_id"]
+    g = df[df["tag"].isin(REPLICATE_TAGS)].groupby(keys, dropna=False)
     out = g.agg(seeds=("seed", "nunique"), war_mean=("war", "mean"), war_std=("war", "std"),
                 war_min=("war", "min"), war_max=("war", "max"), uar_mean=("uar", "mean"), uar_std=("uar", "std"))
     return out[out["seeds"] > 1].reset_index()
@@ -123,19 +144,22 @@ def load_diverged(runs_dir: str | Path) -> pd.DataFrame:
     """Rows that stopped on a NaN loss (``diverged.json``): where, and the last good epoch."""
     rows = []
     for path in sorted(Path(runs_dir).rglob("diverged.json")):
+        if (path.parent / "result.json").exists():
+            continue  # the run finished later: the divergence record is stale
         d = json.loads(path.read_text())
         last = d["log"][-1] if d["log"] else {}
-        rows.append({"run": path.parent.name, "tag": row_tag(path.parent.name), "frames": d["frames"],
-                     "depths": "-".join(map(str, d["depths"])), "variant": d["variant"], "fold": d["fold"],
-                     "outcome": d["message"].split(";")[0], "epochs_done": last.get("epoch", 0)})
-    return pd.DataFrame(rows, columns=["run", "tag", "frames", "depths", "variant", "fold", "outcome", "epochs_done"])
+        rows.append({"run": path.parent.name, "tag": d.get("tag", row_tag(path.parent.name)), "preset": d["preset"],
+                     "frames": d["frames"], "depths": "-".join(map(str, d["depths"])), "variant": d["variant"],
+                     "fold": d["fold"], "outcome": d["message"].split(";")[0], "epochs_done": last.get("epoch", 0)})
+    return pd.DataFrame(rows, columns=["run", "tag", "preset", "frames", "depths", "variant", "fold", "outcome",
+                                       "epochs_done"])
 
 
 def tagged_rows(df: pd.DataFrame, diverged: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows beyond Table 1 (no temporal position embedding, the paper's SGD, ...) beside the table
     row they modify (same frames, depths, variant, fold; seed 0). Diverged rows say so."""
-    tagged = df[df["tag"] != ""].assign(outcome="trained")
-    keys = ["frames", "depths", "variant", "fold"]
+    tagged = df[~df["tag"].isin(REPLICATE_TAGS)].assign(outcome="trained")
+    keys = ["preset", "frames", "depths", "variant", "fold"]
     parts = [tagged]
     if diverged is not None and len(diverged):
         parts.append(diverged.assign(war=np.nan, uar=np.nan, wall_s=np.nan))
@@ -146,23 +170,34 @@ def tagged_rows(df: pd.DataFrame, diverged: pd.DataFrame | None = None) -> pd.Da
     return out[cols].sort_values(keys + ["tag"]).reset_index(drop=True)
 
 
-def heatmap(df: pd.DataFrame, ax=None, value: str = "war"):
-    """``value`` over frames (rows) x depth (columns) for uniform-depth MSSTNet rows."""
+def _family(df: pd.DataFrame, family: tuple[str, int] | None) -> tuple[pd.DataFrame, str]:
+    """The runs of one (preset, epochs) family (default: the one with most runs) and its label."""
+    preset, epochs = family or families(df)[0]
+    return df[(df["preset"] == preset) & (df["epochs"] == epochs)], f"{preset} preset, {epochs} epochs"
+
+
+def heatmap(df: pd.DataFrame, ax=None, value: str = "war", family: tuple[str, int] | None = None):
+    """``value`` over frames (rows) x depth (columns) for uniform-depth MSSTNet rows of one family."""
+    df, label = _family(df, family)
     sel = df[(df["variant"] == "msstnet") & df["depths"].isin(["1-1-1", "2-2-2", "3-3-3"])]
-    piv = _summary(sel, ["frames", "depths"], [value]).pivot(index="frames", columns="depths", values=value)
+    summary = _summary(sel, ["frames", "depths"], [value])
+    if summary.duplicated(["frames", "depths"]).any():
+        raise ValueError(f"several configurations of the {label} family share a cell; filter the runs first")
+    piv = summary.pivot(index="frames", columns="depths", values=value)
     ax = ax or plt.gca()
     sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": f"{value.upper()} (%)"})
-    ax.set(xlabel="blocks per T-Former", ylabel="frames T", title=f"{value.upper()} over frames x depth")
+    ax.set(xlabel="blocks per T-Former", ylabel="frames T", title=f"{value.upper()} over frames x depth ({label})")
     return ax
 
 
-def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None):
+def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None, family: tuple[str, int] | None = None):
+    df, label = _family(df, family)
     sel = df[(df["variant"] == "msstnet") & (df["depths"] == depths)]
-    s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames"], value_vars=list(EMOTIONS),
+    s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames", "config_id"], value_vars=list(EMOTIONS),
                                                       var_name="class", value_name="accuracy")
     ax = ax or plt.gca()
     sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
-    ax.set(ylabel="accuracy (%)", xlabel="", title=f"per-class accuracy, depths {depths}")
+    ax.set(ylabel="accuracy (%)", xlabel="", title=f"per-class accuracy, depths {depths} ({label})")
     return ax
 
 

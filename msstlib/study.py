@@ -405,6 +405,42 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
             lock_path.unlink(missing_ok=True)
 
 
+def render_figures(study: Study, rows: list[Row]) -> None:
+    """``gradcam.ipynb`` on the study's T=4 model without T-Formers and its MSSTNet (depth 1), fold 1
+    (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``."""
+    import papermill as pm
+
+    def pick(depths):
+        found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == "msstnet"
+                 and r.seed == 0 and not r.tag]
+        if not found:
+            raise FileNotFoundError(f"the study's grid has no T=4 depths {depths} row")
+        row, ckpt = found[0], study.work_dir(found[0]) / "checkpoint.pt"
+        if not ckpt.exists():
+            if not row_done(study, row):
+                raise FileNotFoundError(f"no result for {study.folder(row)} yet; run the study first (same flags, "
+                                        f"without --figures)")
+            # The result is committed but its weights are not (a fresh clone): train the same run
+            # again into the work folder (same run id; on the CPU it reproduces the result exactly).
+            from .train import run
+
+            print(f"re-training {study.folder(row)} for its weights (its result is committed, its checkpoint is not)",
+                  flush=True)
+            run(annotations=study.annotations, root=study.root, frames=row.frames, depths=row.depths,
+                variant=row.variant, preset=study.preset, fold=row.fold, split=row.split, seed=row.seed,
+                epochs=study.epochs, work_dir=str(ckpt.parent), threads=study.threads,
+                overrides=study.overrides(row), progress=False, tag=row.tag)
+        return str(ckpt), row.fold or 1
+
+    (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
+    results = Path(study.results)
+    pm.execute_notebook(str(NOTEBOOKS / "gradcam.ipynb"), str(results / "gradcam.ipynb"), cwd=str(NOTEBOOKS),
+                        progress_bar=False,
+                        parameters={"annotations": study.annotations, "root": study.root, "fold": fold,
+                                    "plain_checkpoint": plain, "msst_checkpoint": msst,
+                                    "figures_dir": str(results / "figures"), "tables_dir": str(results / "tables")})
+
+
 def backbone_path(quick: bool) -> Path:
     """The cached pre-trained ResNet-18 of the synthetic study (a smaller one for ``--quick``)."""
     return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
@@ -497,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the rows (done or todo) and exit")
     p.add_argument("--status", action="store_true", help="list rows as done / running / queued / failed / todo")
     p.add_argument("--collect", action="store_true", help="render the tables from the rows that have landed")
+    p.add_argument("--figures", action="store_true", help="Grad-CAM figures and scores (gradcam.ipynb) from the "
+                   "T=4 rows without T-Formers and with all three (make figures)")
     ex = p.add_argument_group("where the jobs run")
     ex.add_argument("--executor", choices=("local", "slurm"), default="local")
     ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
@@ -518,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = _parse_set(args.sets)
     except C.ConfigError as exc:
         p.error(str(exc))
-    listing = args.dry_run or args.status or args.collect
+    listing = args.dry_run or args.status or args.collect or args.figures
 
     if args.dataset == "synthetic":
         data = Path(args.root) if args.root else ROOT / "build" / ("syndfer-quick" if args.quick else "syndfer")
@@ -565,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
             counts[state] = counts.get(state, 0) + 1
             print(f"{folder:56s} {state:8s} {detail}")
         print(f"{len(rows)} rows -> {results}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        return 0
+    if args.figures:
+        try:
+            render_figures(study, rows)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"figures -> {results / 'figures'}; scores -> {results / 'tables'}")
         return 0
     if args.collect:
         missing = sum(not row_done(study, row) for row in rows)

@@ -79,7 +79,14 @@ def test_measure_and_summary_on_a_tiny_synthetic(tmp_path):
     scores = cam.measure(models, src, max_clips=6, progress=False)
     assert set(scores["layer"]) >= {"CNN layer1", "CNN layer2", "CNN layer3", "T-Former3 out"}
     s = cam.summarize(scores)
-    assert ((s["energy_in_mask_ci_low"] <= s["energy_in_mask"]) & (s["energy_in_mask"] <= s["energy_in_mask_ci_high"])).all()
+    # The interval is mean +- 1.96 sd / sqrt(clips) of the per-clip scores, recomputed here by hand.
+    for (model, layer), group in scores.groupby(["model", "layer"]):
+        row = s[(s["model"] == model) & (s["layer"] == layer)].iloc[0]
+        values = group["energy_in_mask"].to_numpy()
+        half = 1.96 * values.std(ddof=1) / np.sqrt(group["clip"].nunique())
+        assert row["energy_in_mask"] == pytest.approx(values.mean())
+        assert (row["energy_in_mask_ci_low"], row["energy_in_mask_ci_high"]) == pytest.approx(
+            (values.mean() - half, values.mean() + half))
     assert s["energy_in_mask"].between(0, 1).all() and s["mask_area"].between(0, 1).all()
     text = cam.verdict(s, ["plain", "msst"])
     assert text.count("CNN layer") == 3

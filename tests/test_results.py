@@ -1,0 +1,71 @@
+"""Tables from result files: one cell per configuration, never mixing presets or epoch counts."""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest  # noqa: E402
+
+from msstlib import results as R  # noqa: E402
+from msstlib.labels import EMOTIONS  # noqa: E402
+
+
+def _write(runs, name, **kw):
+    r = {"dataset": "synthetic", "split": None, "variant": "msstnet", "seed": 0, "tag": "", "gflops": 1.0,
+         "params": 10, "wall_s": 1.0, "per_class": {e: 0.5 for e in EMOTIONS}, **kw}
+    r["run_id"] = name
+    (runs / name).mkdir(parents=True)
+    (runs / name / "result.json").write_text(json.dumps(r))
+
+
+def test_table_cells_never_mix_presets_or_epochs(tmp_path):
+    runs = tmp_path / "runs"
+    for fold in (1, 2):
+        for d in (1, 2):
+            depths = [d, d, d]
+            _write(runs, f"cpu{fold}{d}", preset="cpu", epochs=5, fold=fold, frames=4, depths=depths,
+                   war=0.50 + 0.01 * d, uar=0.4, config_id=f"c{d}")
+            _write(runs, f"paper{fold}{d}", preset="paper", epochs=40, fold=fold, frames=4, depths=depths,
+                   war=0.90, uar=0.8, config_id=f"p{d}")
+    _write(runs, "cpu8", preset="cpu", epochs=8, fold=1, frames=4, depths=[1, 1, 1], war=0.1, uar=0.1,
+           config_id="c1-8ep")
+    df = R.load_results(runs)
+    t1 = R.table1(df)
+    row = t1[(t1["preset"] == "cpu") & (t1["epochs"] == 5) & (t1["depths"] == "1-1-1")]
+    assert len(row) == 1 and row["ours_war"].item() == pytest.approx(51.0) and row["n_folds"].item() == 2
+    assert len(t1[t1["depths"] == "1-1-1"]) == 3  # cpu/5, cpu/8 and paper/40 are three cells
+    t3 = R.table3(df)
+    assert sorted(t3["preset"]) == ["cpu", "paper"]
+    assert R.families(df)[0] in {("cpu", 5), ("paper", 40)}
+    ax = R.heatmap(df, family=("paper", 40))
+    assert "paper preset, 40 epochs" in ax.get_title()
+
+
+def test_results_without_identity_are_refused(tmp_path):
+    runs = tmp_path / "runs"
+    _write(runs, "old", preset="cpu", epochs=5, fold=1, frames=4, depths=[1, 1, 1], war=0.5, uar=0.4, config_id=None)
+    with pytest.raises(ValueError, match="without a config_id"):
+        R.load_results(runs)
+
+
+def test_a_divergence_record_beside_a_result_is_ignored(tmp_path):
+    runs = tmp_path / "runs"
+    _write(runs, "r", preset="cpu", epochs=5, fold=1, frames=4, depths=[1, 1, 1], war=0.5, uar=0.4, config_id="c")
+    (runs / "r" / "diverged.json").write_text(json.dumps({"message": "loss became nan; x", "log": [], "preset": "cpu",
+                                                           "frames": 4, "depths": [1, 1, 1], "variant": "msstnet",
+                                                           "fold": 1}))
+    assert R.load_diverged(runs).empty
+
+
+def test_seed_replicates_are_spread_not_tagged_rows(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, tag in ((0, ""), (1, "seed-spread"), (2, "seed-spread")):
+        _write(runs, f"s{seed}", preset="cpu", epochs=5, fold=1, frames=4, depths=[1, 1, 1], war=0.5 + seed / 100,
+               uar=0.4, config_id="c", seed=seed, tag=tag)
+    _write(runs, "nope", preset="cpu", epochs=5, fold=1, frames=4, depths=[1, 1, 1], war=0.3, uar=0.2,
+           config_id="d", tag="no-pos-embed")
+    df = R.load_results(runs)
+    spread = R.seed_spread(df)
+    assert len(spread) == 1 and spread["seeds"].item() == 3 and spread["war_mean"].item() == pytest.approx(51.0)
+    assert set(R.tagged_rows(df)["tag"]) == {"(table row)", "no-pos-embed"}
