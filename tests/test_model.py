@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from msstlib.model import MSSTConfig, MSSTNet, PRESETS, ResNet18Mean, build_model, table1_variants
+from msstlib.config import PRESETS
+from msstlib.model import MSSTConfig, MSSTNet, ResNet18Mean, build_model, table1_variants
 
 # The paper's architecture at a small width so the suite stays fast (N=16 and exact tiling kept).
 SMALL = MSSTConfig(image_size=64, embed_dim=32, num_heads=4, mlp_ratio=2.0, depths=(1, 1, 1))
@@ -145,10 +146,10 @@ def test_invalid_config_fields_are_reported():
 
 
 def test_presets_keep_the_paper_values():
-    paper = PRESETS["paper"]
+    paper = PRESETS["paper"].model
     assert (paper.embed_dim, paper.num_patches, paper.num_heads, paper.depths, paper.num_classes) == (
         768, 16, 8, (2, 2, 2), 7)
-    cpu = PRESETS["cpu"]
+    cpu = PRESETS["cpu"].model
     assert cpu.num_patches == paper.num_patches and cpu.stages == paper.stages
     assert MSSTConfig(depths=[1, 2, 3]).depths == (1, 2, 3)  # lists from JSON/CLI become tuples
 

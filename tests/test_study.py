@@ -255,6 +255,30 @@ def test_slurm_submits_one_array_job_per_missing_row_and_returns(tiny, r18, tmp_
     assert "done" in status and "submitted" in status
 
 
+def test_the_job_that_lands_the_last_row_renders_the_tables(tmp_path, monkeypatch):
+    s = study.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
+                    work=str(tmp_path / "work"))
+    monkeypatch.setattr(study.Study, "folder", lambda self, row: row.name)
+    rows = study.grid("dfew", quick=True)
+    rendered = []
+    monkeypatch.setattr(study, "render_tables", lambda results, dataset, lock=False: rendered.append(lock))
+
+    def land(row, st, log_output=False):
+        out = st.result_dir(row)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text("{}")
+        return row, None
+
+    monkeypatch.setattr(study, "run_row", land)
+    job = study.RowJob(s, [r.name for r in rows])
+    for row in rows[:-1]:
+        assert job(row) == (row.name, None)
+    assert rendered == []
+    job(rows[-1])
+    assert rendered == [True]  # once, under the lock
+    assert json.loads((s.work_dir(rows[0]) / "job.json").read_text())["pid"] == os.getpid()
+
+
 def test_requeue_stops_the_training_kernel_and_resubmits_the_same_row(tmp_path):
     """RowJob.checkpoint (what submitit calls on pre-emption or time-out) stops this process's
     children -- the kernel that trains -- and returns the same job for the same row."""
@@ -323,6 +347,8 @@ def test_local_executor_runs_the_quick_grid_through_submitit_and_resumes_killed_
     assert not (res / "runs" / killed.name / "result.json").exists()
     assert sum((d / "result.json").exists() for d in (res / "runs").iterdir()) == 3
 
+    # Again, with another --jobs (so another thread count): only the killed row runs, and resumes.
+    cmd[cmd.index("--jobs") + 1] = "1"
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "3 done, 0 running or queued, 1 to run" in again.stdout
