@@ -206,6 +206,10 @@ class TrainConfig:
             the processes of the node. Not part of a run's identity: each item's random draws depend
             only on (seed, epoch, clip), never on which worker loads it.
         threads: torch CPU threads (0 = torch's default). Not part of a run's identity.
+        feature_cache: with a frozen backbone and no random crop, read the backbone's outputs from
+            the feature cache (``python -m msstlib.features``) when a matching one exists, instead of
+            running the backbone. Not part of a run's identity: the two paths differ only by the
+            cache's 16-bit rounding (measured in README "Speed"); ``result.json`` records which ran.
     """
 
     epochs: int = 40
@@ -225,6 +229,7 @@ class TrainConfig:
     channels_last: bool = field(default=True, metadata={IDENTITY: False})
     num_workers: int | None = field(default=None, metadata={IDENTITY: False})
     threads: int = field(default=0, metadata={IDENTITY: False})
+    feature_cache: bool = field(default=True, metadata={IDENTITY: False})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))

@@ -201,7 +201,12 @@ class MSSTNet(nn.Module):
         """The three MELayer outputs ``z_i`` of shape ``(B, T, N, D)``."""
         b, t = _check_clip(x, self.cfg)
         maps = self.backbone(x.flatten(0, 1))  # frames of all clips as one batch
-        return [mel(maps[s], b, t) for mel, s in zip(self.melayers, self.cfg.stages)]
+        return self.embed_maps(maps, b, t)
+
+    def embed_maps(self, maps: dict[str, torch.Tensor], batch: int, frames: int) -> list[torch.Tensor]:
+        """MELayers on the backbone's stage maps ``(B*T, C, H', W')`` (computed now or read from the
+        feature cache of a frozen backbone, ``msstlib.features``)."""
+        return [mel(maps[s], batch, frames) for mel, s in zip(self.melayers, self.cfg.stages)]
 
     def fuse(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
         """Progressive multi-scale fusion (the ⊕ of Fig. 2); returns the last T-Former's ``(B, T, N, D)``."""
@@ -213,6 +218,16 @@ class MSSTNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fuse(self.embed(x))
         return self.head(y.mean(dim=(1, 2)))  # eq. (12): mean over time and patches, then FC
+
+    def forward_maps(self, maps: dict[str, torch.Tensor], batch: int, frames: int) -> torch.Tensor:
+        """Everything after the backbone: ``forward(x) == forward_maps(backbone(x), B, T)``."""
+        y = self.fuse(self.embed_maps(maps, batch, frames))
+        return self.head(y.mean(dim=(1, 2)))
+
+    @property
+    def feature_stages(self) -> tuple[str, ...]:
+        """The backbone outputs the layers after it read (what a feature cache must hold)."""
+        return tuple(self.cfg.stages)
 
 
 class ResNet18Mean(nn.Module):
@@ -227,7 +242,15 @@ class ResNet18Mean(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = _check_clip(x, self.cfg)
         feats = self.backbone(x.flatten(0, 1))["layer4"].mean(dim=(2, 3))  # (B*T, 512)
-        return self.head(feats.reshape(b, t, -1).mean(dim=1))
+        return self.forward_maps({"pool4": feats}, b, t)
+
+    def forward_maps(self, maps: dict[str, torch.Tensor], batch: int, frames: int) -> torch.Tensor:
+        """Everything after the backbone, from the pooled ``layer4`` feature ``maps["pool4"]`` ``(B*T, 512)``."""
+        return self.head(maps["pool4"].reshape(batch, frames, -1).mean(dim=1))
+
+    @property
+    def feature_stages(self) -> tuple[str, ...]:
+        return ("pool4",)
 
 
 def _init_transformer_weights(m: nn.Module) -> None:

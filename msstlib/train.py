@@ -194,14 +194,13 @@ def _all_sum(values: list, device, dist: Dist) -> list[float]:
     return t.tolist()
 
 
-def predict(model, loader, device, normalize: bool = True, dist: Dist = Dist(), progress: bool = False):
+def predict(model, loader, device, prepare, dist: Dist = Dist(), progress: bool = False):
     """Predicted and true labels of every clip the loader yields, gathered over processes (each
-    test clip is dealt to exactly one process; the result is in clip order)."""
+    test clip is dealt to exactly one process; the result is in clip order). ``prepare`` turns a
+    loaded batch into the model's input on ``device``."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
-
-    from .data import to_model_input
 
     model.eval()
     keys, ys, ps = [], [], []
@@ -210,7 +209,7 @@ def predict(model, loader, device, normalize: bool = True, dist: Dist = Dist(), 
         for batch_keys, (x, y) in tqdm(zip(loader.batch_sampler, loader), desc="test", leave=False,
                                        disable=not progress, mininterval=5, total=len(loader)):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(to_model_input(x, normalize, device))
+                logits = model(prepare(x))
             ps.append(logits.argmax(1))  # stays on the device until the end
             ys.append(y)
             keys += [k for k, _ in batch_keys]
@@ -264,6 +263,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
+    from . import features
     from .data import ClipDataset, EpochBatches, to_model_input
     from .flops import count_gmacs, param_count
     from .metrics import evaluate
@@ -285,6 +285,19 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     test_sel = sel if spec.fold is not None else {"split": "test"}
     train_set = ClipDataset(spec.annotations, spec.root, train=True, cfg=data_cfg, seed=spec.seed, raw=True, **sel)
     test_set = ClipDataset(spec.annotations, spec.root, train=False, cfg=data_cfg, raw=True, **test_sel)
+
+    store = None
+    if train_cfg.feature_cache and features.unusable(model_cfg, train_cfg, data_cfg) is None:
+        store = features.open_store(spec.annotations, spec.root, model_cfg.backbone_weights, model_cfg.image_size,
+                                    model_cfg.stages)
+    if store is not None:  # the frozen backbone's outputs, read instead of computed
+        train_set, test_set = features.FeatureClipDataset(store, train_set), features.FeatureClipDataset(store, test_set)
+
+        def prepare(x):
+            return x.to(device, non_blocking=True).float()
+    else:
+        def prepare(x):
+            return to_model_input(x, data_cfg.normalize, device)
 
     model = build_model(model_cfg)
     if train_cfg.freeze_backbone:
@@ -310,9 +323,9 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
 
-    net = model
+    net = model if store is None else features.FeatureInput(model, store.layout)
     if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     workers = train_cfg.num_workers if train_cfg.num_workers is not None else default_workers(device, dist)
     loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
@@ -325,7 +338,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
                              **loader_kw)
 
     def evaluate_now():
-        y_true, y_pred = predict(net, test_loader, device, data_cfg.normalize, dist)
+        y_true, y_pred = predict(net, test_loader, device, prepare, dist)
         return evaluate(y_true, y_pred), len(y_true)
 
     t0, m = time.time(), None
@@ -349,7 +362,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             n_local = len(y)
-            x, y = to_model_input(x, data_cfg.normalize, device), y.to(device, non_blocking=True)
+            x, y = prepare(x), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = net(x)
                 if dist.world == 1:
@@ -410,6 +423,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         "gflops": count_gmacs(model_cfg, data_cfg.frames, model)["total"], "params": param_count(model),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "wall_s": wall_before + time.time() - t0, "device": str(device), "world_size": dist.world,
+        "input": f"feature cache {store.path.name}" if store is not None else "frames",
         "identity": ident, "config": config, "versions": versions(),
     }
     if dist.main:
@@ -538,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (the same run only)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="run the frozen backbone even when a matching feature cache exists")
     for cls, title in ((MSSTConfig, "model"), (TrainConfig, "training"), (DataConfig, "data")):
         _add_dataclass_flags(p, cls, title)
     return p
@@ -547,6 +563,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[MSSTConfig, TrainConfig
     over = {}
     for cls in C.CONFIG_CLASSES:
         over.update(_overrides(args, cls))
+    if getattr(args, "no_feature_cache", False):
+        over["feature_cache"] = False
     return C.resolve(args.preset, frames=args.frames, depths=args.depths, variant=args.variant, epochs=args.epochs,
                      overrides=over)
 

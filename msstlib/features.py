@@ -1,0 +1,255 @@
+"""A feature cache for frozen backbones (``python -m msstlib.features``; DESIGN.md §8).
+
+With a frozen backbone (the ``cpu`` preset) the ResNet-18's output for a frame never changes, yet it
+is ~88 % of the forward multiply-accumulates. This module computes it once: for every frame of a
+prepared dataset, and for its horizontal flip (the only augmentation the frozen-backbone recipe
+keeps), the stage maps the MELayers read and the pooled ``layer4`` feature the ResNet-18 baselines
+read, in 16-bit floats, in one memory-mapped ``.npy`` per (backbone weights, image size, stages):
+``<annotations dir>/cache/features_<weights digest>_<size>px_<stages>.npy`` with an index
+``.json``. The index holds the frame cache's fingerprint of the dataset (annotations, clip
+folders, size) and the digest of the weights' bytes: a stale cache is never used.
+
+Training uses it automatically when the backbone is frozen, no random crop is configured and a
+matching cache exists (``TrainConfig.feature_cache``, ``--no-feature-cache`` forces the backbone).
+:class:`FeatureClipDataset` draws exactly the frames and the flip :class:`~msstlib.data.ClipDataset`
+would (same generator, same order of draws), so the two paths differ only by the 16-bit rounding
+of the stored features.
+
+This module needs both the data and the model; neither of those imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest
+from .data import ClipDataset, ClipError, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
+from .data import decode_frame, sample_indices, to_model_input
+
+POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
+DTYPE = np.float16
+
+
+def layout(size: int, stages: tuple[str, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """The packed vector of one frame: each stage map ``(C, H, W)`` flattened, then ``pool4`` (512,)."""
+    out = [(s, (STAGE_CHANNELS[s], math.ceil(size / STAGE_STRIDE[s]), math.ceil(size / STAGE_STRIDE[s])))
+           for s in stages]
+    return out + [(POOLED, (STAGE_CHANNELS["layer4"],))]
+
+
+def frame_width(size: int, stages: tuple[str, ...]) -> int:
+    return sum(math.prod(shape) for _, shape in layout(size, stages))
+
+
+def paths(annotations: str | Path, weights: str | Path, size: int, stages: tuple[str, ...],
+          cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(annotations).parent / "cache"
+    stem = f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}"
+    return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
+
+
+def needed_bytes(num_frames: int, size: int, stages: tuple[str, ...]) -> int:
+    return num_frames * 2 * frame_width(size, stages) * np.dtype(DTYPE).itemsize
+
+
+def _frames_source(annotations: Path, root: Path, table, size: int):
+    """uint8 frames ``(n, 3, S, S)`` of clip ``i``: from the frame cache when valid, else decoded."""
+    frames_path, index_path = frame_cache_paths(annotations.parent / "cache", size)
+    store, offsets = None, None
+    if frames_path.is_file() and index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if index.get("fingerprint") == _fingerprint(annotations, table, root, size):
+            store, offsets = np.load(frames_path, mmap_mode="r"), np.asarray(index["offsets"], np.int64)
+
+    def get(i: int, clip: str, n: int) -> torch.Tensor:
+        if store is not None:
+            return torch.from_numpy(np.ascontiguousarray(store[offsets[i]:offsets[i] + n])).permute(0, 3, 1, 2)
+        return torch.stack([decode_frame(f, size, clip) for f in _frame_files(root, clip, n)])
+
+    return get
+
+
+@torch.no_grad()
+def build(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
+          stages: tuple[str, ...] = ("layer1", "layer2", "layer3"), cache_dir: str | Path | None = None,
+          batch: int = 256, progress: bool = True) -> Path:
+    """Compute and store the features of every frame and its flip; returns the index path.
+
+    Refuses (:class:`ConfigError`) when the disk cannot hold the cache, saying how much it needs.
+    Written under a temporary name and renamed at the end: an interrupted build leaves nothing
+    that looks valid.
+    """
+    from tqdm.auto import tqdm
+
+    from .model import Backbone
+
+    annotations, root = Path(annotations), Path(root)
+    stages = tuple(stages)
+    table = _read_annotations(annotations)
+    counts = table["num_frames"].to_numpy(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    npy, index_path = paths(annotations, weights, size, stages, cache_dir)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    need, free = needed_bytes(int(offsets[-1]), size, stages), shutil.disk_usage(npy.parent).free
+    if need > free:
+        raise ConfigError(f"the feature cache for {annotations} at {size} px needs {need / 1e9:.1f} GB but "
+                          f"{npy.parent} has {free / 1e9:.1f} GB free; free space there, pass --cache-dir on a "
+                          f"larger disk, or train without it (--no-feature-cache)")
+    width = frame_width(size, stages)
+    backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
+    frames_of = _frames_source(annotations, root, table, size)
+    tmp = npy.with_suffix(".tmp.npy")
+    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPE, shape=(int(offsets[-1]), 2, width))
+    pending, start = [], 0
+
+    def flush(chunk: list[torch.Tensor], at: int) -> None:
+        x = torch.cat(chunk)
+        for flip in (0, 1):
+            maps = backbone(to_model_input(x.flip(-1) if flip else x))
+            packed = torch.cat([maps[s].flatten(1) for s in stages] + [maps["layer4"].mean(dim=(2, 3))], dim=1)
+            store[at:at + len(x), flip] = packed.to(torch.float16).numpy()
+
+    bar = tqdm(total=int(offsets[-1]), desc=f"backbone features at {size}px", unit="frame", disable=not progress,
+               mininterval=5)
+    for i, clip in enumerate(table["clip"]):
+        pending.append(frames_of(i, clip, int(counts[i])))
+        if sum(len(p) for p in pending) >= batch or i == len(table) - 1:
+            n = sum(len(p) for p in pending)
+            flush(pending, start)
+            start, pending = start + n, []
+            bar.update(n)
+    bar.close()
+    store.flush()
+    del store
+    os.replace(tmp, npy)
+    index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
+             "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
+             "dtype": np.dtype(DTYPE).name, "offsets": offsets.tolist()}
+    tmp_index = index_path.with_suffix(".tmp")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    return index_path
+
+
+class FeatureStore:
+    """An opened, validated feature cache: ``array[frame, flip]`` is the packed vector of a frame."""
+
+    def __init__(self, npy: Path, index: dict):
+        self.path = npy
+        self.array = np.load(npy, mmap_mode="r")
+        self.offsets = np.asarray(index["offsets"], np.int64)
+        self.layout = [(n, tuple(s)) for n, s in index["layout"]]
+
+
+def open_store(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
+               stages: tuple[str, ...], cache_dir: str | Path | None = None) -> FeatureStore | None:
+    """The matching cache, or None (absent; or stale, with a warning saying how to rebuild it)."""
+    annotations, root = Path(annotations), Path(root)
+    npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir)
+    if not (npy.is_file() and index_path.is_file()):
+        return None
+    index = json.loads(index_path.read_text())
+    table = _read_annotations(annotations)
+    if index.get("fingerprint") != _fingerprint(annotations, table, root, size) or \
+            index.get("weights_digest") != file_digest(weights):
+        warnings.warn(f"{index_path}: feature cache is stale (dataset or weights changed); running the backbone "
+                      f"instead. Rebuild it with `python -m msstlib.features ...`", stacklevel=2)
+        return None
+    return FeatureStore(npy, index)
+
+
+def unusable(model_cfg, train_cfg, data_cfg) -> str | None:
+    """Why the feature cache cannot stand in for the backbone of this run (None: it can)."""
+    if not train_cfg.freeze_backbone or not model_cfg.backbone_weights:
+        return "the backbone is trained"
+    if data_cfg.crop_scale != (1.0, 1.0) or data_cfg.crop_ratio != (1.0, 1.0):
+        return "random crops change the backbone's input"
+    return None
+
+
+class FeatureClipDataset(Dataset):
+    """The clips of ``clips`` (a :class:`ClipDataset`: its split, sampling, seed and labels) as
+    packed 16-bit features ``(T, width)`` from ``store`` instead of frames. The frames and the flip
+    are drawn exactly as ``clips`` draws them."""
+
+    def __init__(self, store: FeatureStore, clips: ClipDataset):
+        self.store, self.clips = store, clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        c = self.clips
+        i, epoch = key if isinstance(key, tuple) else (key, c.epoch)
+        rng = np.random.default_rng([c.seed, epoch, i]) if c.train else None
+        idx = sample_indices(int(c.num_frames[i]), c.cfg.frames, c.train, rng)
+        flip = 0
+        if c.train:  # ClipDataset seeds its transforms from the same generator, then flips if rand < 0.5
+            seed = int(rng.integers(2**31))
+            if c.cfg.hflip:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    flip = int(torch.rand(1).item() < 0.5)
+        rows = self.store.offsets[c._rows[i]] + idx
+        return torch.from_numpy(np.ascontiguousarray(self.store.array[rows, flip])), int(c.labels[i])
+
+
+class FeatureInput(nn.Module):
+    """Runs ``model`` (MSSTNet or ResNet18Mean) from packed features ``(B, T, width)``; its output
+    equals ``model(frames)`` up to the features' 16-bit rounding."""
+
+    def __init__(self, model: nn.Module, layout: list[tuple[str, tuple[int, ...]]]):
+        super().__init__()
+        self.model, self.layout = model, layout
+        self.needed = set(model.feature_stages)
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        b, t, _ = packed.shape
+        flat = packed.reshape(b * t, -1).float()
+        maps, at = {}, 0
+        for name, shape in self.layout:
+            n = math.prod(shape)
+            if name in self.needed:
+                maps[name] = flat[:, at:at + n].reshape(b * t, *shape)
+            at += n
+        return self.model.forward_maps(maps, b, t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m msstlib.features", description="Build the feature cache of a "
+                                "frozen ResNet-18 for a prepared dataset (every frame and its flip, 16-bit).")
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--backbone-weights", required=True, type=Path, help="the frozen ResNet-18 state dict")
+    p.add_argument("--size", required=True, type=int, help="model input size in pixels (the cpu preset: 64)")
+    p.add_argument("--stages", nargs=3, default=["layer1", "layer2", "layer3"], help="the MELayers' stages")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: the annotations' folder / cache")
+    args = p.parse_args(argv)
+    if not args.backbone_weights.is_file():
+        print(f"error: --backbone-weights {args.backbone_weights}: no such file", file=sys.stderr)
+        return 2
+    try:
+        index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
+                      args.cache_dir)
+    except (ConfigError, ClipError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    npy = index.with_suffix(".npy")
+    print(f"wrote {npy} ({npy.stat().st_size / 1e9:.2f} GB) and {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The feature cache of a frozen backbone: same draws as the frame path, 16-bit close, never stale."""
+
+import json
+import shutil
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+
+from msstlib import features as FT
+from msstlib import train as T
+from msstlib.config import PRESETS, ConfigError
+from msstlib.data import ClipDataset, to_model_input
+from msstlib.model import build_model
+
+SMALL = {"embed_dim": 32, "num_heads": 4, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def cached(tiny, r18, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fc") / "data"
+    shutil.copytree(tiny[1], root)
+    ann = root / "prepared" / "annotations.csv"
+    index = FT.build(ann, root, r18, 64, progress=False)
+    return str(ann), str(root), index
+
+
+def test_cache_file_layout_and_size(cached, r18):
+    ann, root, index = cached
+    meta = json.loads(index.read_text())
+    store = FT.open_store(ann, root, r18, 64, ("layer1", "layer2", "layer3"))
+    frames = meta["offsets"][-1]
+    width = 64 * 16 * 16 + 128 * 8 * 8 + 256 * 4 * 4 + 512
+    assert store.array.shape == (frames, 2, width) and store.array.dtype == np.float16
+    assert FT.needed_bytes(frames, 64, ("layer1", "layer2", "layer3")) == frames * 2 * width * 2
+
+
+@pytest.mark.parametrize("variant,depths", [("msstnet", (1, 1, 1)), ("resnet18-mean", (0, 0, 0))])
+def test_features_give_the_backbone_path_up_to_16_bit_rounding(cached, r18, variant, depths):
+    """Item by item, in training (random frames and flips, three epochs) and testing: the model fed
+    from the cache matches the model fed with the frames the frame path draws."""
+    ann, root, _ = cached
+    cfg = PRESETS["cpu"]
+    model = build_model(cfg.model.replace(embed_dim=32, num_heads=4, depths=depths, variant=variant,
+                                          backbone_weights=r18)).eval()
+    store = FT.open_store(ann, root, r18, 64, cfg.model.stages)
+    data = cfg.data.__class__(**{**cfg.data.__dict__, "frames": 4})
+    wrapped = FT.FeatureInput(model, store.layout).eval()
+    flips_seen = set()
+    for train in (True, False):
+        frames = ClipDataset(ann, root, fold=1, train=train, cfg=data, seed=3, raw=True)
+        feats = FT.FeatureClipDataset(store, frames)
+        for key in [(i, e) for e in range(3) for i in range(0, len(frames), 7)]:
+            x, y = frames[key]
+            f, y2 = feats[key]
+            with torch.no_grad():
+                a = model(to_model_input(x)[None])
+                b = wrapped(f[None].float())
+                unflipped = model(to_model_input(x.flip(-1))[None])
+            assert y == y2
+            assert (a - b).abs().max() < 2e-2 * max(1.0, a.abs().max()), key
+            flips_seen.add(bool((a - unflipped).abs().max() > 0.05))
+    assert flips_seen == {True, False} or variant == "resnet18-mean"  # both flip outcomes were exercised
+
+
+def test_a_training_run_uses_the_cache_and_stays_close_to_the_backbone_path(cached, r18, tmp_path):
+    ann, root, _ = cached
+    kw = dict(annotations=ann, root=root, fold=1, frames=4, depths=(1, 1, 1), preset="cpu", epochs=2, seed=0,
+              progress=False)
+    fast = T.run(work_dir=str(tmp_path / "fast"), overrides={**SMALL, "backbone_weights": r18}, **kw)
+    slow = T.run(work_dir=str(tmp_path / "slow"), overrides={**SMALL, "backbone_weights": r18,
+                                                             "feature_cache": False}, **kw)
+    assert fast["input"].startswith("feature cache features_") and slow["input"] == "frames"
+    assert fast["run_id"] == slow["run_id"]  # the same run, computed two ways
+    la = np.array([r["loss"] for r in torch.load(tmp_path / "fast" / "checkpoint.pt", weights_only=False)["log"]])
+    lb = np.array([r["loss"] for r in torch.load(tmp_path / "slow" / "checkpoint.pt", weights_only=False)["log"]])
+    np.testing.assert_allclose(la, lb, rtol=1e-2)
+    assert abs(fast["war"] - slow["war"]) <= 2 / 14  # 14 test clips: at most two predictions apart
+
+
+def test_a_stale_cache_is_never_used(cached, r18, tmp_path):
+    ann, root, _ = cached
+    other = tmp_path / "other.pt"
+    state = torch.load(r18, weights_only=True)
+    state["conv1.weight"] = state["conv1.weight"] * 1.01
+    torch.save(state, other)
+    assert FT.open_store(ann, root, other, 64, ("layer1", "layer2", "layer3")) is None  # no cache for these weights
+    # The same weights' cache after the dataset changed: stale, with a warning.
+    moved = tmp_path / "data"
+    shutil.copytree(root, moved)
+    ann2 = moved / "prepared" / "annotations.csv"
+    ann2.write_text(ann2.read_text().replace(",Happy,", ",happy,", 1))
+    with pytest.warns(UserWarning, match="stale"):
+        assert FT.open_store(ann2, moved, r18, 64, ("layer1", "layer2", "layer3")) is None
+
+
+def test_refuses_a_cache_the_disk_cannot_hold(tiny, r18, tmp_path, monkeypatch, capsys):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(FT.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
+    out = tmp_path / "cache"
+    status = FT.main(["--annotations", tiny[0], "--root", tiny[1], "--backbone-weights", r18, "--size", "64",
+                      "--cache-dir", str(out)])
+    assert status == 2
+    err = capsys.readouterr().err
+    import pandas as pd
+
+    need = FT.needed_bytes(int(pd.read_csv(tiny[0])["num_frames"].sum()), 64, ("layer1", "layer2", "layer3"))
+    assert f"needs {need / 1e9:.1f} GB" in err and "0.0 GB free" in err and "--no-feature-cache" in err
+    assert not any(out.glob("features_*"))
+    with pytest.raises(ConfigError):
+        FT.build(tiny[0], tiny[1], r18, 64, cache_dir=out, progress=False)
