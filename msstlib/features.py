@@ -148,7 +148,7 @@ class FeatureStore:
 
     def __init__(self, npy: Path, index: dict):
         self.path = npy
-        self.array = np.load(npy, mmap_mode="r")
+        self.array = np.load(npy, mmap_mode="r").view(np.ndarray)  # plain indexing, no np.memmap overhead
         self.offsets = np.asarray(index["offsets"], np.int64)
         self.layout = [(n, tuple(s)) for n, s in index["layout"]]
 
@@ -199,9 +199,7 @@ class FeatureClipDataset(Dataset):
         if c.train:  # ClipDataset seeds its transforms from the same generator, then flips if rand < 0.5
             seed = int(rng.integers(2**31))
             if c.cfg.hflip:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    flip = int(torch.rand(1).item() < 0.5)
+                flip = int(torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() < 0.5)
         rows = self.store.offsets[c._rows[i]] + idx
         return torch.from_numpy(np.ascontiguousarray(self.store.array[rows, flip])), int(c.labels[i])
 
