@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test reproduce flops figures clean
+.PHONY: install test reproduce flops figures bench clean
 
 install: $(STAMP)
 
@@ -36,6 +36,18 @@ reproduce: install flops
 # Grad-CAM figures and scores (issue 5) from the study's checkpoints: no T-Former vs MSSTNet at T=4.
 figures: install
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,) --figures
+
+# Speed, measured side by side (benchmarks/README.md). Needs the study's SynDFER, backbone and
+# feature cache (built here when missing, ~12 min on two cores; then each benchmark takes seconds).
+SYN = build/syndfer
+bench: install
+	$(BIN)/python -c "from pathlib import Path; from msstlib.study import prepare_synthetic; prepare_synthetic(Path('$(SYN)'), 3000, False)"
+	$(BIN)/python benchmarks/bench_loading.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --workers 0
+	$(BIN)/python benchmarks/bench_loading.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --workers 2
+	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4 --threads 1 --steps 15
+	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 16 --threads 1 --steps 15
+	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4 --threads 2 --steps 15
+	$(BIN)/python benchmarks/bench_train_step.py --frames 4 --threads 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -234,11 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", required=True, type=int, help="model input size in pixels (the cpu preset: 64)")
     p.add_argument("--stages", nargs=3, default=["layer1", "layer2", "layer3"], help="the MELayers' stages")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: the annotations' folder / cache")
+    p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
     args = p.parse_args(argv)
     if not args.backbone_weights.is_file():
         print(f"error: --backbone-weights {args.backbone_weights}: no such file", file=sys.stderr)
         return 2
     try:
+        if not args.force:
+            store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
+                               args.cache_dir)
+            if store is not None:
+                print(f"feature cache up to date: {store.path}")
+                return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                       args.cache_dir)
     except (ConfigError, ClipError, FileNotFoundError, ValueError) as exc:

@@ -462,6 +462,9 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
     if pretrain:
         pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
         subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
+        if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
+            subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
+                            "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True, cwd=ROOT)
     return str(ann), str(data)
 
 
