@@ -12,34 +12,56 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from msstlib import features as FT
 from msstlib.config import PRESETS
 from msstlib.data import ClipDataset, EpochBatches
 from msstlib.model import build_model
 from msstlib.train import make_optimizer
-from torch.utils.data import DataLoader
-T = int(sys.argv[1]); torch.set_num_threads(1)
-ann, root, w = "build/syndfer/prepared/annotations.csv", "build/syndfer", "build/backbones/resnet18_syndfer_64px.pt"
-preset = PRESETS["cpu"]; data = preset.data.__class__(**{**preset.data.__dict__, "frames": T})
-store = FT.open_store(ann, root, w, 64, preset.model.stages)
-feats = FT.FeatureClipDataset(store, ClipDataset(ann, root, fold=1, train=True, cfg=data, raw=True))
-batches = [b for _, b in zip(range(15), DataLoader(feats, batch_sampler=EpochBatches(len(feats), 16, shuffle=True)))]
-def make(compiled):
-    torch.manual_seed(0)
-    m = build_model(preset.model.replace(depths=(1,1,1), backbone_weights=w)); m.backbone.requires_grad_(False)
-    m.train(); m.backbone.eval()
-    net = FT.FeatureInput(m, store.layout)
-    return (torch.compile(net) if compiled else net), make_optimizer(m, preset.train)
-def run(net, opt):
+
+ANN, ROOT, WEIGHTS = "build/syndfer/prepared/annotations.csv", "build/syndfer", "build/backbones/resnet18_syndfer_64px.pt"
+
+
+def main(frames: int) -> None:
+    torch.set_num_threads(1)
+    preset = PRESETS["cpu"]
+    data = preset.data.__class__(**{**preset.data.__dict__, "frames": frames})
+    store = FT.open_store(ANN, ROOT, WEIGHTS, 64, preset.model.stages)
+    feats = FT.FeatureClipDataset(store, ClipDataset(ANN, ROOT, fold=1, train=True, cfg=data, raw=True))
+    loader = DataLoader(feats, batch_sampler=EpochBatches(len(feats), 16, shuffle=True))
+    batches = [b for _, b in zip(range(15), loader)]
+
+    def make(compiled: bool):
+        torch.manual_seed(0)
+        m = build_model(preset.model.replace(depths=(1, 1, 1), backbone_weights=WEIGHTS))
+        m.backbone.requires_grad_(False)
+        m.train()
+        m.backbone.eval()
+        net = FT.FeatureInput(m, store.layout)
+        return (torch.compile(net) if compiled else net), make_optimizer(m, preset.train)
+
+    def run(net, opt) -> float:
+        t = time.perf_counter()
+        for x, y in batches:
+            loss = F.cross_entropy(net(x.float()).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return sum(len(y) for _, y in batches) / (time.perf_counter() - t)
+
+    eager, comp = make(False), make(True)
     t = time.perf_counter()
-    for x, y in batches:
-        loss = F.cross_entropy(net(x.float()).float(), y); opt.zero_grad(); loss.backward(); opt.step()
-    return 15*16/(time.perf_counter()-t)
-eager = make(False); comp = make(True)
-t = time.perf_counter(); run(*comp); print("compile + first pass", round(time.perf_counter()-t, 1), "s")
-run(*eager)
-r = {"eager": [], "compiled": []}
-for _ in range(3):
-    r["eager"].append(run(*eager)); r["compiled"].append(run(*comp))
-print(T, {k: round(statistics.median(v), 1) for k, v in r.items()})
+    run(*comp)
+    print(f"compilation + first pass: {time.perf_counter() - t:.1f} s")
+    run(*eager)
+    rates = {"eager": [], "compiled": []}
+    for _ in range(3):
+        rates["eager"].append(run(*eager))
+        rates["compiled"].append(run(*comp))
+    e, c = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
+    print(f"T={frames}: eager {e:.1f} clips/s, compiled {c:.1f} clips/s, ratio {c / e:.2f}x")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 4)

@@ -426,10 +426,12 @@ def render_figures(study: Study, rows: list[Row]) -> None:
 
             print(f"re-training {study.folder(row)} for its weights (its result is committed, its checkpoint is not)",
                   flush=True)
+            recorded = json.loads((study.result_dir(row) / "result.json").read_text())
+            same_input = {"feature_cache": recorded.get("input", "frames") != "frames"}  # as it was made
             run(annotations=study.annotations, root=study.root, frames=row.frames, depths=row.depths,
                 variant=row.variant, preset=study.preset, fold=row.fold, split=row.split, seed=row.seed,
                 epochs=study.epochs, work_dir=str(ckpt.parent), threads=study.threads,
-                overrides=study.overrides(row), progress=False, tag=row.tag)
+                overrides={**study.overrides(row), **same_input}, progress=False, tag=row.tag)
         return str(ckpt), row.fold or 1
 
     (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
