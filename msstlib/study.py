@@ -222,6 +222,9 @@ class RowJob:
         work.mkdir(parents=True, exist_ok=True)
         marker = work / "job.json"
         record = json.loads(marker.read_text()) if marker.exists() else {}
+        job_id = os.environ.get("SUBMITIT_LOCAL_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+        if job_id and record.get("job_id") not in (None, job_id) and "SLURM_ARRAY_JOB_ID" not in os.environ:
+            record = {"job_id": job_id}  # this job, not an earlier one of the row
         record.update(started=time.time(), host=socket.gethostname(), pid=os.getpid())
         marker.write_text(json.dumps(record))
         _, error = run_row(row, self.study)
@@ -356,10 +359,17 @@ def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> 
 
 
 def _write_marker(study: Study, row: Row, job_id: str, executor: str, folder: Path) -> None:
+    """``job.json`` of a submitted row (merged: a local job may already have written its pid)."""
     work = study.work_dir(row)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "job.json").write_text(json.dumps({"job_id": str(job_id), "executor": executor, "folder": str(folder),
-                                               "submitted": time.time(), "host": socket.gethostname()}))
+    marker = work / "job.json"
+    record = json.loads(marker.read_text()) if marker.exists() else {}
+    if record.get("job_id") not in (None, str(job_id)):
+        record = {}  # a marker of an earlier job of this row
+    record.update(job_id=str(job_id), executor=executor, folder=str(folder), submitted=time.time(),
+                  submit_host=socket.gethostname())
+    record.setdefault("host", socket.gethostname())
+    marker.write_text(json.dumps(record))
 
 
 def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argparse.Namespace) -> list[str]:
