@@ -282,11 +282,11 @@ class EpochBatches(torch.utils.data.Sampler):
     """Batches of ``(clip, epoch)`` keys for one process of ``world`` (a DataLoader ``batch_sampler``).
 
     One instance serves the whole run: :meth:`set_epoch` re-seeds it (the order of epoch ``e`` is
-    a permutation drawn from ``seed * 100003 + e``, as in the runs recorded before this sampler). Every process draws the same global order and takes its share of each
-    global batch of ``batch_size`` clips (``np.array_split``: sizes differ by at most one), so K
-    processes together see exactly the batches one process sees. In training (``drop_small``) a
-    last global batch too small to give every process a clip is dropped (at most ``world - 1``
-    clips an epoch). Without ``shuffle`` (testing) the clips are dealt out in order, each exactly
+    a permutation drawn from ``seed * 100003 + e``, as in the runs recorded before this sampler).
+    Every process draws the same global order and takes its share of each global batch of
+    ``batch_size`` clips (``np.array_split``: sizes differ by at most one), so K processes together
+    see exactly the batches one process sees. In training (``shuffle``) a last global batch too
+    small to give every process a clip is dropped (at most ``world - 1`` clips an epoch). Without ``shuffle`` (testing) the clips are dealt out in order, each exactly
     once over all processes: no padded duplicates.
     """
 

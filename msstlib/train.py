@@ -355,9 +355,12 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         bad_loss = torch.zeros((), device=device)  # the first non-finite loss of the epoch, and its step
         bad_step = torch.full((), -1, dtype=torch.long, device=device)
         step_t = torch.zeros((), dtype=torch.long, device=device)
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not (progress and dist.main),
-                   mininterval=10, leave=True)  # sparse updates keep papermill logs readable
-        for step, (x, y) in enumerate(bar):
+        # A bar fed by hand: tqdm.auto wrapping the loader would make a second DataLoader iterator per
+        # epoch (its constructor calls iter()), and with workers that discards their prefetched batches.
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{train_cfg.epochs}",
+                   disable=not (progress and dist.main), mininterval=10, leave=True)  # sparse: readable logs
+        for step, (x, y) in enumerate(train_loader):
+            bar.update()
             factor = lr_factor(epoch + step / steps_per_epoch, train_cfg)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
@@ -389,6 +392,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
             correct += (logits.argmax(1) == y).sum()
             per_clip = loss.detach() if dist.world == 1 else loss.detach() * n_global / dist.world / max(n_local, 1)
             loss_sum += per_clip * n_local
+        bar.close()
         train_s = time.time() - t_epoch
         loss_total, correct_total, seen_total = _all_sum([loss_sum, correct, seen], device, dist)
         m, n_test = evaluate_now()
