@@ -75,7 +75,7 @@ def _frames_source(annotations: Path, root: Path, table, size: int):
 
     def get(i: int, clip: str, n: int) -> torch.Tensor:
         if store is not None:
-            return torch.from_numpy(np.ascontiguousarray(store[offsets[i]:offsets[i] + n])).permute(0, 3, 1, 2)
+            return torch.from_numpy(np.array(store[offsets[i]:offsets[i] + n])).permute(0, 3, 1, 2)  # a writable copy
         return torch.stack([decode_frame(f, size, clip) for f in _frame_files(root, clip, n)])
 
     return get

@@ -436,11 +436,14 @@ def render_figures(study: Study, rows: list[Row]) -> None:
 
             print(f"re-training {study.folder(row)} for its weights (its result is committed, its checkpoint is not)",
                   flush=True)
+            # As it was made: the same input path and thread count (neither changes the run's result
+            # beyond rounding, but Grad-CAM reads the weights, and the committed figure used those).
             recorded = json.loads((study.result_dir(row) / "result.json").read_text())
-            same_input = {"feature_cache": recorded.get("input", "frames") != "frames"}  # as it was made
+            same_input = {"feature_cache": recorded.get("input", "frames") != "frames"}
+            threads = recorded.get("config", {}).get("train", {}).get("threads") or study.threads
             run(annotations=study.annotations, root=study.root, frames=row.frames, depths=row.depths,
                 variant=row.variant, preset=study.preset, fold=row.fold, split=row.split, seed=row.seed,
-                epochs=study.epochs, work_dir=str(ckpt.parent), threads=study.threads,
+                epochs=study.epochs, work_dir=str(ckpt.parent), threads=threads,
                 overrides={**study.overrides(row), **same_input}, progress=False, tag=row.tag)
         return str(ckpt), row.fold or 1
 
