@@ -508,7 +508,7 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
 
 # --------------------------------------------------------------------------------------------- CLI
 
-_HANDLED = {"depths", "variant", "epochs", "frames", "image_size_data"}  # explicit contract flags
+_HANDLED = {"depths", "variant", "epochs", "frames"}  # explicit contract flags
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> None:

@@ -57,17 +57,24 @@ def test_config_id_groups_folds_and_seeds_only(tiny):
     assert C.config_id(_ident(tiny, epochs=3)) != a
 
 
-def test_fields_added_later_keep_old_ids(tiny, monkeypatch):
+def test_fields_added_later_keep_old_ids(tiny):
     """A field marked ``if-changed`` enters the identity only when set: runs recorded before it
-    existed keep their ids."""
+    existed keep their ids. Fields marked ``identity=False`` never enter it."""
     import dataclasses
 
+    @dataclasses.dataclass(frozen=True)
+    class Later:
+        lr: float = 0.1
+        attention: str = dataclasses.field(default="temporal", metadata={C.IDENTITY: "if-changed"})
+
+    assert C._config_identity(Later()) == {"lr": 0.1}
+    assert C._config_identity(Later(attention="joint")) == {"lr": 0.1, "attention": "joint"}
     ident = _ident(tiny)
     cfg = C.PRESETS["paper"].train
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     assert all(f.metadata.get(C.IDENTITY, True) is False for n, f in fields.items()
-               if n in ("threads", "num_workers", "channels_last"))
-    assert "threads" not in ident["train"] and "lr" in ident["train"]
+               if n in ("threads", "num_workers", "channels_last", "feature_cache"))
+    assert "threads" not in ident["train"] and "feature_cache" not in ident["train"] and "lr" in ident["train"]
 
 
 def test_presets_live_in_one_place():
