@@ -210,6 +210,13 @@ class TrainConfig:
             the feature cache (``python -m msstlib.features``) when a matching one exists, instead of
             running the backbone. Not part of a run's identity: the two paths differ only by the
             cache's 16-bit rounding (measured in README "Speed"); ``result.json`` records which ran.
+        cache_in_memory: pin the memory-mapped cache the run reads (features, or frames) in RAM
+            when it takes at most half the available memory (:func:`msstlib.data.keep_resident`):
+            scattered reads of an evicted cache go to the disk. Not part of a run's identity.
+        test_every: evaluate the test split after every ``k``-th epoch (for the per-epoch curves
+            and the labelled best-epoch reference) and always after the last one, which is the
+            result; 0: after the last epoch only. Not part of a run's identity: evaluating draws
+            nothing from the training's random streams (the test loader has its own generator).
     """
 
     epochs: int = 40
@@ -230,6 +237,8 @@ class TrainConfig:
     num_workers: int | None = field(default=None, metadata={IDENTITY: False})
     threads: int = field(default=0, metadata={IDENTITY: False})
     feature_cache: bool = field(default=True, metadata={IDENTITY: False})
+    cache_in_memory: bool = field(default=True, metadata={IDENTITY: False})
+    test_every: int = field(default=1, metadata={IDENTITY: False})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
@@ -267,7 +276,7 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         _CPU_MODEL,
         TrainConfig(epochs=5, batch_size=16, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine",
-                    freeze_backbone=True),
+                    freeze_backbone=True, test_every=0),
         DataConfig(image_size=_CPU_MODEL.image_size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)),
     ),
 }

@@ -105,6 +105,37 @@ def _fingerprint(annotations: Path, table: pd.DataFrame, root: Path, size: int) 
     return h.hexdigest()
 
 
+def keep_resident(array: np.ndarray, max_share: float = 0.5) -> str:
+    """Keeps the pages of a memory-mapped cache in RAM for as long as ``array``'s mapping lives.
+
+    Training reads a few frames of every clip per epoch, scattered over the whole cache, so a page
+    is touched about once per epoch. A machine that reclaims page cache idle for a minute (this
+    project's VMs page out after 60 s; so do laptops under memory pressure) then serves nearly
+    every read from the disk: measured on the 2-core machine, a T=4 row took 118-298 s with the
+    cache evicted against 85 s with it in memory (benchmarks/README.md). ``mlock`` pins the
+    file's pages once; processes mapping the same file share them, so two jobs cost one copy, and
+    the pin ends with the process. Returns ``"locked"``; ``"advised"`` when locking is not
+    allowed (``ulimit -l``; pages are then read ahead, not pinned); ``"mapped"`` when the cache is
+    larger than ``max_share`` of the available memory (a DFEW-sized cache) and is left alone.
+    """
+    import ctypes
+    import mmap
+
+    import psutil
+
+    if array.nbytes == 0 or array.nbytes > max_share * psutil.virtual_memory().available:
+        return "mapped"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlock(ctypes.c_void_p(array.ctypes.data), ctypes.c_size_t(array.nbytes)) == 0:
+        return "locked"
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+    if base is not None and hasattr(base, "madvise"):
+        base.madvise(mmap.MADV_WILLNEED)
+    return "advised"
+
+
 def cache_paths(cache_dir: Path, size: int) -> tuple[Path, Path]:
     return cache_dir / f"frames_{size}px.npy", cache_dir / f"index_{size}px.json"
 

@@ -318,6 +318,30 @@ def _gpu_count() -> int:
         return 0
 
 
+def row_cost(row: Row) -> float:
+    """A row's relative training cost (frames x (1 + blocks)): the local executor starts the longest
+    rows first, so the last minutes of a study are not one long row running alone."""
+    return row.frames * (1 + sum(row.depths))
+
+
+def pin_cache(study: Study):
+    """Opens the feature cache the study's rows read (if any) and keeps it in memory
+    (:func:`msstlib.data.keep_resident`) for as long as the returned object lives, or None."""
+    model, train, data = C.resolve(study.preset, overrides=study.extra)
+    if not (train.feature_cache and train.cache_in_memory and model.backbone_weights):
+        return None
+    from . import features
+    from .data import keep_resident
+
+    if features.unusable(model, train, data) is not None:
+        return None
+    store = features.open_store(study.annotations, study.root, model.backbone_weights, model.image_size, model.stages)
+    if store is None:
+        return None
+    keep_resident(store.array)
+    return store
+
+
 def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> list[tuple[str, str | None]]:
     """Run ``rows`` through submitit's local executor, ``jobs`` at a time (each on its own GPU when
     the machine has GPUs); waits for all and returns (folder, error or None) per row."""
@@ -328,7 +352,8 @@ def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> 
     executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
     gpus = _gpu_count()
     free = list(range(gpus))
-    pending, running, done = list(rows), {}, []
+    pinned = pin_cache(study)  # held until the last row ends: rows starting in between find it in memory
+    pending, running, done = sorted(rows, key=row_cost, reverse=True), {}, []
     job_fn = RowJob(study)
     t0 = time.time()
     while pending or running:
@@ -355,6 +380,7 @@ def run_local(rows: list[Row], study: Study, jobs: int, poll_s: float = 1.0) -> 
             if error is None and (study.result_dir(row) / "diverged.json").exists():
                 status = "ok (diverged: an optimiser probe's outcome)"
             print(f"[{len(done)}/{len(rows)}] {study.folder(row)}: {status}  ({time.time() - t0:.0f} s)", flush=True)
+    del pinned  # unpins the cache
     return done
 
 

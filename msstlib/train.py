@@ -264,7 +264,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     from tqdm.auto import tqdm
 
     from . import features
-    from .data import ClipDataset, EpochBatches, to_model_input
+    from .data import ClipDataset, EpochBatches, keep_resident, to_model_input
     from .flops import count_gmacs, param_count
     from .metrics import evaluate
     from .model import build_model
@@ -290,6 +290,8 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     if train_cfg.feature_cache and features.unusable(model_cfg, train_cfg, data_cfg) is None:
         store = features.open_store(spec.annotations, spec.root, model_cfg.backbone_weights, model_cfg.image_size,
                                     model_cfg.stages)
+    cached = store.array if store is not None else train_set._store
+    residency = keep_resident(cached) if train_cfg.cache_in_memory and cached is not None else "not pinned"
     if store is not None:  # the frozen backbone's outputs, read instead of computed
         train_set, test_set = features.FeatureClipDataset(store, train_set), features.FeatureClipDataset(store, test_set)
 
@@ -335,7 +337,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     train_loader = DataLoader(train_set, batch_sampler=train_batches, **loader_kw)
     test_loader = DataLoader(test_set, batch_sampler=EpochBatches(len(test_set), train_cfg.batch_size * 2,
                                                                   shuffle=False, rank=dist.rank, world=dist.world),
-                             **loader_kw)
+                             generator=torch.Generator(), **loader_kw)  # its own: test passes never shift training draws
 
     def evaluate_now():
         y_true, y_pred = predict(net, test_loader, device, prepare, dist)
@@ -395,13 +397,18 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         bar.close()
         train_s = time.time() - t_epoch
         loss_total, correct_total, seen_total = _all_sum([loss_sum, correct, seen], device, dist)
-        m, n_test = evaluate_now()
+        last = epoch + 1 == train_cfg.epochs
+        tested = last or (train_cfg.test_every > 0 and (epoch + 1) % train_cfg.test_every == 0)
+        if tested:
+            m, n_test = evaluate_now()
         log_rows.append({"epoch": epoch + 1, "loss": loss_total / seen_total, "lr": optimizer.param_groups[0]["lr"],
-                         "train_acc": correct_total / seen_total, "test_war": m.war, "test_uar": m.uar,
+                         "train_acc": correct_total / seen_total, "test_war": m.war if tested else float("nan"),
+                         "test_uar": m.uar if tested else float("nan"),
                          "seconds": time.time() - t_epoch, "clips_per_s": seen_total / train_s})
         if dist.main:
+            tested_s = f"test WAR {m.war:.4f} UAR {m.uar:.4f}  " if tested else ""
             print(f"epoch {epoch + 1}: loss {loss_total / seen_total:.4f}  train acc {correct_total / seen_total:.3f}  "
-                  f"test WAR {m.war:.4f} UAR {m.uar:.4f}  ({seen_total / train_s:.0f} clips/s)", flush=True)
+                  f"{tested_s}({seen_total / train_s:.0f} clips/s)", flush=True)
             _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **_rng_state(device),
                                 "epoch": epoch + 1, "log": log_rows, "run_id": rid, "identity": ident,
                                 "config": json.loads(json.dumps(config)), "wall_s": wall_before + time.time() - t0},
@@ -413,7 +420,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     if m is None:  # resumed a finished run: evaluate the last epoch's weights again
         m, n_test = evaluate_now()
     log = pd.DataFrame(log_rows)
-    best = log.loc[log["test_war"].idxmax()]
+    best = log.loc[log["test_war"].idxmax()]  # among the evaluated epochs (TrainConfig.test_every)
     result = {
         "dataset": spec.dataset, "fold": spec.fold, "split": spec.split,
         "frames": data_cfg.frames, "depths": list(model_cfg.depths), "variant": model_cfg.variant,
@@ -427,7 +434,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         "gflops": count_gmacs(model_cfg, data_cfg.frames, model)["total"], "params": param_count(model),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "wall_s": wall_before + time.time() - t0, "device": str(device), "world_size": dist.world,
-        "input": f"feature cache {store.path.name}" if store is not None else "frames",
+        "input": f"feature cache {store.path.name}" if store is not None else "frames", "cache_residency": residency,
         "identity": ident, "config": config, "versions": versions(),
     }
     if dist.main:
