@@ -27,15 +27,17 @@ test: install
 flops: install
 	$(BIN)/python -m msstlib.flops
 
-# The CPU study on SynDFER: data, backbone pre-training, every table row (2 rows at a time), tables.
-# QUICK=1: a few rows, short training, a smaller SynDFER (results/synthetic-quick, minutes).
+# The CPU study on SynDFER: data, backbone pre-training, feature cache, every table row on the
+# folds in FOLDS (2 rows at a time), tables (mean and std over folds). FOLDS=1: one fold.
+# QUICK=1: a few rows, short training, a smaller SynDFER, fold 1 (results/synthetic-quick, minutes).
+FOLDS ?= 1 2 3 4 5
 reproduce: install flops
-	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,)
+	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,--folds $(FOLDS))
 	$(MAKE) figures $(if $(QUICK),QUICK=1,)
 
 # Grad-CAM figures and scores (issue 5) from the study's checkpoints: no T-Former vs MSSTNet at T=4.
 figures: install
-	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,) --figures
+	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
 
 # Speed, measured side by side (benchmarks/README.md). Needs the study's SynDFER, backbone and
 # feature cache (built here when missing, ~12 min on two cores; then each benchmark takes seconds).
@@ -47,6 +49,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4 --threads 1 --steps 15
 	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 16 --threads 1 --steps 15
 	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4 --threads 2 --steps 15
+	$(BIN)/python benchmarks/bench_residency.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4
 	$(BIN)/python benchmarks/bench_train_step.py --frames 4 --threads 1
 
 clean:

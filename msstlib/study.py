@@ -45,6 +45,7 @@ from . import config as C
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
+QUICK_CAM_CLIPS = 40  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
@@ -441,9 +442,10 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
             lock_path.unlink(missing_ok=True)
 
 
-def render_figures(study: Study, rows: list[Row]) -> None:
+def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
     """``gradcam.ipynb`` on the study's T=4 model without T-Formers and its MSSTNet (depth 1), fold 1
-    (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``."""
+    (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``.
+    ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test)."""
     import papermill as pm
 
     def pick(depths):
@@ -478,7 +480,7 @@ def render_figures(study: Study, rows: list[Row]) -> None:
     pm.execute_notebook(str(NOTEBOOKS / "gradcam.ipynb"), str(results / "gradcam.ipynb"), cwd=str(NOTEBOOKS),
                         progress_bar=False,
                         parameters={"annotations": study.annotations, "root": study.root, "fold": fold,
-                                    "plain_checkpoint": plain, "msst_checkpoint": msst,
+                                    "plain_checkpoint": plain, "msst_checkpoint": msst, "max_clips": max_clips,
                                     "figures_dir": str(results / "figures"), "tables_dir": str(results / "tables")})
 
 
@@ -650,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.figures:
         try:
-            render_figures(study, rows)
+            render_figures(study, rows, max_clips=QUICK_CAM_CLIPS if args.quick else 0)
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

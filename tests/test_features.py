@@ -72,6 +72,7 @@ def test_a_training_run_uses_the_cache_and_stays_close_to_the_backbone_path(cach
     slow = T.run(work_dir=str(tmp_path / "slow"), overrides={**SMALL, "backbone_weights": r18,
                                                              "feature_cache": False}, **kw)
     assert fast["input"].startswith("feature cache features_") and slow["input"] == "frames"
+    assert fast["cache_residency"] in ("locked", "advised")  # pinned while the run reads it (keep_resident)
     assert fast["run_id"] == slow["run_id"]  # the same run, computed two ways
     la = np.array([r["loss"] for r in torch.load(tmp_path / "fast" / "checkpoint.pt", weights_only=False)["log"]])
     lb = np.array([r["loss"] for r in torch.load(tmp_path / "slow" / "checkpoint.pt", weights_only=False)["log"]])
@@ -110,3 +111,67 @@ def test_refuses_a_cache_the_disk_cannot_hold(tiny, r18, tmp_path, monkeypatch, 
     assert not any(out.glob("features_*"))
     with pytest.raises(ConfigError):
         FT.build(tiny[0], tiny[1], r18, 64, cache_dir=out, progress=False)
+
+
+def _locked_kib() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmLck:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_keep_resident_pins_a_cache_that_fits_and_leaves_a_large_one_alone(cached, r18):
+    from msstlib.data import keep_resident
+
+    ann, root, _ = cached
+    store = FT.open_store(ann, root, r18, 64, ("layer1", "layer2", "layer3"))
+    assert keep_resident(store.array, max_share=0.0) == "mapped"  # larger than the share: untouched
+    before = _locked_kib()
+    state = keep_resident(store.array)
+    assert state in ("locked", "advised")  # "advised" where ulimit -l forbids pinning this much
+    if state == "locked":
+        assert _locked_kib() - before >= store.array.nbytes // 1024 - 8
+    del store  # the mapping goes, and the pin with it
+
+
+def test_keep_resident_falls_back_to_read_ahead_when_locking_is_refused(cached, r18, monkeypatch):
+    import ctypes
+
+    from msstlib.data import keep_resident
+
+    class NoLock:  # what libc answers under a small ulimit -l
+        def __init__(self, *a, **k):
+            pass
+
+        def mlock(self, *a):
+            return -1
+
+    ann, root, _ = cached
+    store = FT.open_store(ann, root, r18, 64, ("layer1", "layer2", "layer3"))
+    monkeypatch.setattr(ctypes, "CDLL", NoLock)
+    before = _locked_kib()
+    assert keep_resident(store.array) == "advised"
+    assert _locked_kib() == before
+
+
+def test_testing_only_after_the_last_epoch_changes_nothing_but_the_curves(tiny, r18, tmp_path):
+    """test_every is not part of a run's identity: evaluating the test split must not move any
+    random stream the training draws from (dropout on, so the global generator matters)."""
+    ann, root = tiny
+    kw = dict(annotations=ann, root=root, fold=1, frames=4, depths=(1, 1, 1), preset="cpu", epochs=3, seed=0,
+              progress=False)
+    over = {**SMALL, "backbone_weights": r18, "dropout": 0.2}
+    every = T.run(work_dir=str(tmp_path / "every"), overrides={**over, "test_every": 1}, **kw)
+    last = T.run(work_dir=str(tmp_path / "last"), overrides={**over, "test_every": 0}, **kw)
+    assert every["run_id"] == last["run_id"]
+    assert every["confusion"] == last["confusion"] and every["war"] == last["war"]
+    a = torch.load(tmp_path / "every" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "last" / "checkpoint.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    import pandas as pd
+
+    log_every, log_last = pd.read_csv(tmp_path / "every" / "log.csv"), pd.read_csv(tmp_path / "last" / "log.csv")
+    assert log_every["test_war"].notna().all()
+    assert log_last["test_war"].isna().tolist() == [True, True, False]
+    assert log_every["loss"].tolist() == log_last["loss"].tolist()
