@@ -34,7 +34,11 @@ from .labels import NUM_CLASSES
 # ResNet-18's stages: output stride and channel count of each.
 STAGE_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
-VARIANTS = ("msstnet", "resnet18-mean")
+# MSSTNet and Table 3's same-backbone baselines (pooled per-frame ResNet-18 features, then a
+# temporal model): the order-blind mean, one LSTM / GRU layer, a temporal convolution network.
+VARIANTS = ("msstnet", "resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn")
+BASELINES = tuple(v for v in VARIANTS if v.startswith("resnet18-"))
+ATTENTIONS = ("temporal", "joint")
 
 # Field metadata key saying how a field enters a run's identity:
 #   True (default)   the value, always;
@@ -97,7 +101,17 @@ class MSSTConfig:
         temporal_pos_embed: add ``e_t^pos`` in the MELayer (eq. 1). False is an ablation only.
         embed_norm: LayerNorm on each flattened patch before the projection ``E``. **Not in the
             paper**; an optional deviation for short CPU training (issue 4), off by default.
-        variant: ``"msstnet"`` or ``"resnet18-mean"`` (ResNet-18 + temporal mean + FC baseline).
+        variant: ``"msstnet"``, or a same-backbone baseline on the pooled per-frame ResNet-18
+            feature (Table 3): ``"resnet18-mean"`` (temporal mean + FC), ``"resnet18-lstm"`` /
+            ``"resnet18-gru"`` (one recurrent layer, the last step's state classified),
+            ``"resnet18-tcn"`` (residual temporal convolutions, mean over time).
+        attention: what a T-Former token attends to. ``"temporal"`` (the paper, §2.2): the same
+            patch location in every frame. ``"joint"``: every patch of every frame (the costlier
+            space-time attention the paper argues against); it then needs to know where a patch
+            is, so the MELayer adds a learnable spatial position embedding as well. Enters run
+            identities only when not the default.
+        baseline_hidden: width of the LSTM / GRU state and of the TCN's channels (the field's
+            R18+LSTM/GRU use 512). Enters run identities only when not the default.
         backbone_weights: optional path of a local torchvision ResNet-18 state dict. Nothing is
             ever downloaded; ``None`` means random initialisation (as Former-DFER trains it).
             Enters a run's identity by the file's content, never its path.
@@ -117,6 +131,8 @@ class MSSTConfig:
     embed_norm: bool = False
     variant: str = "msstnet"
     backbone_weights: str | None = field(default=None, metadata={IDENTITY: "content"})
+    attention: str = field(default="temporal", metadata={IDENTITY: "if-changed"})
+    baseline_hidden: int = field(default=512, metadata={IDENTITY: "if-changed"})
 
     def __post_init__(self) -> None:
         # Coerce lists (from JSON / CLI) to tuples so configs stay hashable and comparable.
@@ -125,6 +141,10 @@ class MSSTConfig:
         problems = []
         if self.variant not in VARIANTS:
             problems.append(f"variant={self.variant!r}: expected one of {VARIANTS}")
+        if self.attention not in ATTENTIONS:
+            problems.append(f"attention={self.attention!r}: expected one of {ATTENTIONS}")
+        if self.baseline_hidden < 1:
+            problems.append(f"baseline_hidden={self.baseline_hidden}: expected >= 1")
         if len(self.depths) != 3 or any(d < 0 for d in self.depths):
             problems.append(f"depths={self.depths}: expected three integers >= 0")
         if len(self.stages) != 3 or any(s not in STAGE_STRIDE for s in self.stages):

@@ -205,7 +205,7 @@ class FeatureClipDataset(Dataset):
 
 
 class FeatureInput(nn.Module):
-    """Runs ``model`` (MSSTNet or ResNet18Mean) from packed features ``(B, T, width)``; its output
+    """Runs ``model`` (MSSTNet or a ResNet-18 baseline) from packed features ``(B, T, width)``; its output
     equals ``model(frames)`` up to the features' 16-bit rounding."""
 
     def __init__(self, model: nn.Module, layout: list[tuple[str, tuple[int, ...]]]):

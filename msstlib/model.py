@@ -12,7 +12,9 @@ Boxes of Fig. 2 and where they live here:
 * progressive fusion by element-wise addition (the ⊕ of Fig. 2)  -> :meth:`MSSTNet.forward`
 * T-Mean + spatial mean + FC, eq. (12)                           -> :meth:`MSSTNet.forward`
 
-The plain "ResNet-18 + temporal mean + FC" baseline is :class:`ResNet18Mean`.
+The plain "ResNet-18 + temporal mean + FC" baseline is :class:`ResNet18Mean`; the order-aware
+same-backbone baselines of Table 3 (LSTM, GRU, TCN over the pooled frame features) are
+:class:`ResNet18Temporal`.
 :func:`build_model` builds either from one :class:`MSSTConfig` (``msstlib/config.py``, with the presets).
 """
 
@@ -81,6 +83,10 @@ class MELayer(nn.Module):
         self.pos = nn.Parameter(torch.zeros(cfg.max_frames, cfg.embed_dim)) if cfg.temporal_pos_embed else None
         if self.pos is not None:
             nn.init.trunc_normal_(self.pos, std=0.02)
+        # Joint space-time attention (not the paper's) mixes patch locations, so it needs to know them.
+        self.spatial_pos = nn.Parameter(torch.zeros(cfg.num_patches, cfg.embed_dim)) if cfg.attention == "joint" else None
+        if self.spatial_pos is not None:
+            nn.init.trunc_normal_(self.spatial_pos, std=0.02)
 
     def forward(self, fmap: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         bt, d, h, w = fmap.shape
@@ -95,6 +101,8 @@ class MELayer(nn.Module):
         z = self.proj(self.norm(x))  # (B, T, N, D)
         if self.pos is not None:
             z = z + self.pos[:frames, None, :]  # e_t broadcast over the N patches
+        if self.spatial_pos is not None:
+            z = z + self.spatial_pos  # e_p broadcast over the T frames (joint attention only)
         return z
 
 
@@ -140,14 +148,21 @@ class Block(nn.Module):
 
 
 class TFormer(nn.Module):
-    """Temporal Transformer: ``L`` blocks applied independently at each of the ``N`` patch locations."""
+    """Temporal Transformer: ``L`` blocks applied independently at each of the ``N`` patch locations.
+
+    With ``cfg.attention == "joint"`` (not the paper's design; the comparison of §2.2) the blocks run
+    on one sequence of all ``T*N`` tokens of a clip instead: every token attends to every patch of
+    every frame, at ``(TN)^2`` instead of ``N T^2`` attention cost."""
 
     def __init__(self, cfg: MSSTConfig, depth: int):
         super().__init__()
+        self.joint = cfg.attention == "joint"
         self.blocks = nn.Sequential(*[Block(cfg) for _ in range(depth)])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b, t, n, d = z.shape
+        if self.joint:
+            return self.blocks(z.reshape(b, t * n, d)).reshape(b, t, n, d)  # one sequence per clip
         x = z.permute(0, 2, 1, 3).reshape(b * n, t, d)  # (B*N, T, D): one sequence per location
         x = self.blocks(x)
         return x.reshape(b, n, t, d).permute(0, 2, 1, 3)  # back to (B, T, N, D)
@@ -253,6 +268,61 @@ class ResNet18Mean(nn.Module):
         return ("pool4",)
 
 
+class ResNet18Temporal(nn.Module):
+    """Table 3's same-backbone temporal baselines on the pooled per-frame ResNet-18 feature (512-d),
+    order-aware unlike :class:`ResNet18Mean`:
+
+    * ``resnet18-lstm`` / ``resnet18-gru``: one LSTM / GRU layer (``cfg.baseline_hidden`` units, 512
+      as in the field's R18+LSTM/GRU), the state after the last frame classified by one FC;
+    * ``resnet18-tcn``: a kernel-3 temporal convolution to ``baseline_hidden`` channels, then two
+      residual blocks of two kernel-3 convolutions (dilation 1, then 2; ReLU; same-length padding),
+      mean over time, one FC.
+
+    Trained under the same recipe and frozen features as MSSTNet (our protocol); the paper copies
+    these rows' numbers from other papers.
+    """
+
+    def __init__(self, cfg: MSSTConfig):
+        super().__init__()
+        if cfg.variant not in ("resnet18-lstm", "resnet18-gru", "resnet18-tcn"):
+            raise ValueError(f"ResNet18Temporal needs an lstm/gru/tcn variant, got {cfg.variant!r}")
+        self.cfg = cfg
+        self.kind = cfg.variant.split("-")[1]
+        width, hidden = STAGE_CHANNELS["layer4"], cfg.baseline_hidden
+        self.backbone = Backbone(("layer4",), cfg.backbone_weights, full=True)
+        if self.kind in ("lstm", "gru"):
+            self.temporal = (nn.LSTM if self.kind == "lstm" else nn.GRU)(width, hidden, num_layers=1, batch_first=True)
+        else:  # an input convolution, then residual blocks of two convolutions at dilation 1 and 2
+
+            def conv(c_in: int, dilation: int) -> nn.Conv1d:
+                return nn.Conv1d(c_in, hidden, 3, padding=dilation, dilation=dilation)
+
+            self.temporal = nn.ModuleList([conv(width, 1)] + [nn.Sequential(conv(hidden, d), nn.ReLU(), conv(hidden, d))
+                                                               for d in (1, 2)])
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(hidden, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = _check_clip(x, self.cfg)
+        feats = self.backbone(x.flatten(0, 1))["layer4"].mean(dim=(2, 3))  # (B*T, 512)
+        return self.forward_maps({"pool4": feats}, b, t)
+
+    def forward_maps(self, maps: dict[str, torch.Tensor], batch: int, frames: int) -> torch.Tensor:
+        """Everything after the backbone, from the pooled ``layer4`` feature ``maps["pool4"]`` ``(B*T, 512)``."""
+        seq = maps["pool4"].reshape(batch, frames, -1)  # (B, T, 512)
+        if self.kind in ("lstm", "gru"):
+            out, _ = self.temporal(seq)
+            return self.head(self.drop(out[:, -1]))  # the state after the last frame
+        h = F.relu(self.temporal[0](seq.transpose(1, 2)))  # (B, hidden, T)
+        for block in self.temporal[1:]:
+            h = h + F.relu(block(h))  # a residual block; the length T is kept
+        return self.head(self.drop(h.mean(dim=2)))
+
+    @property
+    def feature_stages(self) -> tuple[str, ...]:
+        return ("pool4",)
+
+
 def _init_transformer_weights(m: nn.Module) -> None:
     # ViT-style init for the new layers; the ResNet-18 keeps torchvision's own initialisation.
     if isinstance(m, nn.Linear):
@@ -261,8 +331,11 @@ def _init_transformer_weights(m: nn.Module) -> None:
 
 
 def build_model(cfg: MSSTConfig) -> nn.Module:
-    """The model a config describes: :class:`MSSTNet` or the :class:`ResNet18Mean` baseline."""
-    return MSSTNet(cfg) if cfg.variant == "msstnet" else ResNet18Mean(cfg)
+    """The model a config describes: :class:`MSSTNet`, the :class:`ResNet18Mean` baseline or a
+    :class:`ResNet18Temporal` one."""
+    if cfg.variant == "msstnet":
+        return MSSTNet(cfg)
+    return ResNet18Mean(cfg) if cfg.variant == "resnet18-mean" else ResNet18Temporal(cfg)
 
 
 def table1_variants(frames: tuple[int, ...] = (4, 8, 12, 16)) -> list[dict]:

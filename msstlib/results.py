@@ -21,11 +21,14 @@ from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
 # Study row folders: T04_d111_s0_fold1_<run id>, T04_d111_no-pos-embed_s0_fold1_<run id> (a tagged row).
-_ROW = re.compile(r"^T\d+_(?:d\d{3}|r18mean)(?:_(?P<tag>.+?))?_s\d+_")
+_ROW = re.compile(r"^T\d+_(?:d\d{3}|r18(?:mean|lstm|gru|tcn))(?:_(?P<tag>.+?))?_s\d+_")
 # What a table cell is: one configuration (``config_id``: the run identity without fold and seed),
 # shown with the fields a reader needs to tell configurations apart. Cells never mix presets,
 # epoch counts or any other result-changing field.
 CELL = ["preset", "epochs", "config_id"]
+BASELINE_LABELS = {"resnet18-mean": "ResNet-18 + temporal mean (baseline)",
+                   "resnet18-lstm": "ResNet-18 + LSTM (baseline)", "resnet18-gru": "ResNet-18 + GRU (baseline)",
+                   "resnet18-tcn": "ResNet-18 + TCN (baseline)"}
 # Tags of rows that repeat a table row with another seed (not a change to it).
 REPLICATE_TAGS = ("", "seed-spread")
 
@@ -83,8 +86,8 @@ def _summary(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame
 
 
 def _label(row) -> str:
-    if row["variant"] == "resnet18-mean":
-        return "ResNet-18 + temporal mean (baseline)"
+    if row["variant"] in BASELINE_LABELS:
+        return BASELINE_LABELS[row["variant"]]
     d = row["depths"].split("-")
     if all(x == "0" for x in d):
         return "MELayers only, no T-Former"
@@ -129,6 +132,27 @@ def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
     p2 = p2[p2["method"] == "MSSTNet"].astype({"frames": int})
     p2 = p2.rename(columns={"war": "paper_ferv39k_war", "uar": "paper_ferv39k_uar"}).drop(columns="method")
     return ours.merge(p3, on="frames", how="left").merge(p2, on="frames", how="left")
+
+
+def baselines(df: pd.DataFrame, frames: int = 4) -> pd.DataFrame:
+    """A Table 3 analogue under our protocol: the same-backbone baselines (mean, LSTM, GRU, TCN),
+    MSSTNet (depth 1 and 2) and MSSTNet with joint space-time attention, at ``frames``, seed 0,
+    all trained on the same frozen features with the same recipe; mean and std over folds."""
+    keep = (df["frames"] == frames) & (df["seed"] == 0) & (
+        (df["variant"].isin(list(BASELINE_LABELS)) & (df["tag"] == ""))
+        | ((df["variant"] == "msstnet") & df["depths"].isin(["1-1-1", "2-2-2"]) & df["tag"].isin(["", "joint-attention"])))
+    sel = df[keep]
+    keys = ["preset", "epochs", "frames", "variant", "depths", "tag", "config_id"]
+    g = sel.groupby(keys, sort=False)
+    out = g[["war", "uar", *EMOTIONS, "gflops"]].mean()
+    out["war_std"], out["uar_std"], out["n_folds"] = g["war"].std(), g["uar"].std(), g.size()
+    out = out.reset_index()
+    out.insert(0, "model", [BASELINE_LABELS.get(v, f"MSSTNet, depths {d}" + (", joint space-time attention"
+                                                                               if t == "joint-attention" else ""))
+                            for v, d, t in zip(out["variant"], out["depths"], out["tag"])])
+    order = ["model", "preset", "epochs", "frames", "war", "war_std", "uar", "uar_std", "n_folds", *EMOTIONS, "gflops",
+             "config_id"]
+    return out.sort_values(["preset", "epochs", "war"]).reset_index(drop=True)[order]
 
 
 def seed_spread(df: pd.DataFrame) -> pd.DataFrame:

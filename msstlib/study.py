@@ -1,10 +1,11 @@
 """The batch runner: every table row through papermill, one job per row (``python -m msstlib.study``).
 
 The grid is plain data (:func:`grid`): the eight subsets of the three T-Formers at T=4 (one block
-each), T in {4, 8, 12, 16} x depth in {1, 2, 3}, the ResNet-18 + temporal-mean baseline, plus two
-rows beyond the paper -- the T=4 depth-1 model without its temporal position embedding (the clean
-test of temporal order) and two more seeds of one row (seed-to-seed spread) -- times the chosen
-folds. Each row runs ``notebooks/train_eval.ipynb`` with papermill.
+each), T in {4, 8, 12, 16} x depth in {1, 2, 3}, the ResNet-18 + temporal-mean baseline, plus rows
+beyond the paper -- the T=4 depth-1 model without its temporal position embedding (the clean test
+of temporal order), Table 3's same-backbone baselines run under our protocol (ResNet-18 + LSTM /
+GRU / TCN, T=4), the T=4 depth-1 model with joint space-time attention, and two more seeds of one
+row (seed-to-seed spread) -- times the chosen folds. Each row runs ``notebooks/train_eval.ipynb`` with papermill.
 
 Where things go (DESIGN.md §7). A row is a run with an identity (:func:`msstlib.config.run_id`);
 its folder is ``<readable prefix>_<run id>``, e.g. ``T04_d111_s0_fold1_3f9c0a1b2d``:
@@ -69,7 +70,7 @@ class Row:
         """The readable prefix of the row's folder (the run id follows it)."""
         where = f"fold{self.fold}" if self.fold is not None else self.split
         depth = "".join(map(str, self.depths))
-        base = "r18mean" if self.variant == "resnet18-mean" else f"d{depth}"
+        base = "r18" + self.variant.split("-", 1)[1] if self.variant.startswith("resnet18-") else f"d{depth}"
         extra = f"_{self.tag}" if self.tag and self.tag != "seed-spread" else ""
         return f"T{self.frames:02d}_{base}{extra}_s{self.seed}_{where}"
 
@@ -104,6 +105,10 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
         if not quick:
             rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="no-pos-embed",
                             overrides={"temporal_pos_embed": False}))
+            # Table 3's same-backbone temporal baselines, and joint space-time attention (§2.2)
+            rows += [Row(dataset, fold, sp, 4, (0, 0, 0), v) for v in ("resnet18-lstm", "resnet18-gru", "resnet18-tcn")]
+            rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="joint-attention",
+                            overrides={"attention": "joint"}))
             rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", seed=s, tag="seed-spread") for s in spread_seeds]
             if sgd_rows:
                 rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag=tag, overrides=o, probe=True)
