@@ -251,6 +251,8 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
-    # Columns with no value at all (a std over a single fold) are left out of the Markdown view.
-    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all()])
+    # Columns with no value at all (a std over a single fold) are left out of the Markdown view,
+    # except a claim's interval: its absence is the point ("no interval from one unit").
+    keep = {"ci_low", "ci_high", "mde"}
+    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
     (out / f"{name}.md").write_text(f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")

@@ -1,0 +1,79 @@
+"""Claims as paired fold x seed differences: the interval by hand, verdicts, pairing, the claim list."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msstlib import claims as K
+
+
+def _runs(spec: dict, folds=(1, 2, 3, 4, 5), seeds=(0,)) -> pd.DataFrame:
+    """``spec``: {(frames, depths, variant, tag): war per (fold, seed) as a function}."""
+    rows = []
+    for (frames, depths, variant, tag), war in spec.items():
+        for f in folds:
+            for s in seeds:
+                rows.append({"preset": "cpu", "epochs": 5, "fold": f, "seed": s, "frames": frames, "depths": depths,
+                             "variant": variant, "tag": tag, "war": war(f, s), "uar": war(f, s) - 10,
+                             "gflops": 0.5 if variant == "msstnet" else 0.6})
+    return pd.DataFrame(rows)
+
+
+def test_interval_is_students_t_over_units_computed_by_hand():
+    d = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    mean, low, high, mde = K.interval(d)
+    se = np.std(d, ddof=1) / np.sqrt(5)
+    assert mean == 3.0
+    assert low == pytest.approx(3.0 - 2.7764451 * se, abs=1e-6) and high == pytest.approx(3.0 + 2.7764451 * se, abs=1e-6)
+    assert mde == pytest.approx((2.7764451 + 0.9409646) * se, abs=1e-6)
+    assert np.isnan(K.interval(np.array([2.0]))[1])  # one unit: no interval
+
+
+@pytest.mark.parametrize("low,high,kind,expected", [
+    (0.1, 2.0, "superior", "supported"), (-2.0, -0.1, "superior", "contradicted"), (-1.0, 1.0, "superior", "unresolved"),
+    (-0.5, 0.5, "non-inferior", "supported"), (-3.0, -1.5, "non-inferior", "contradicted"),
+    (-1.5, 0.5, "non-inferior", "unresolved"), (np.nan, np.nan, "superior", "unresolved")])
+def test_verdicts(low, high, kind, expected):
+    assert K.verdict(low, high, kind) == expected
+
+
+def test_pairs_only_units_both_configurations_ran_and_differences_are_paired():
+    a = (4, "1-1-1", "msstnet", "")
+    b = (4, "0-0-0", "resnet18-lstm", "")
+    # large fold effects shared by both: paired differences are exactly 2 points
+    df = _runs({a: lambda f, s: 40 + 10 * f + 2, b: lambda f, s: 40 + 10 * f})
+    df = df[~((df["frames"] == 4) & (df["variant"] == "resnet18-lstm") & (df["fold"] == 5))]  # b lacks fold 5
+    c = K.Comparison("x", K.Config(*a), K.Config(*b))
+    p = K.paired(df, c)
+    assert sorted(p["fold"]) == [1, 2, 3, 4] and (p["diff"] == 2).all()
+    t = K.claims_table(df, "default", comparisons=[c])
+    assert t.loc[0, "units"] == 4 and t.loc[0, "diff_mean"] == 2 and t.loc[0, "verdict"] == "supported"
+
+
+def test_the_claims_table_has_every_claim_and_its_contract_columns():
+    spec = {}
+    for depths in ("0-0-0", "1-0-0", "0-1-0", "0-0-1", "1-1-0", "1-0-1", "0-1-1", "1-1-1"):
+        spec[(4, depths, "msstnet", "")] = lambda f, s, k=depths.count("1"): 30 + 5 * k + f * 0.3 * (k % 2)
+    for t in (4, 8, 12, 16):
+        for depths in ("1-1-1", "2-2-2", "3-3-3"):
+            spec.setdefault((t, depths, "msstnet", ""), lambda f, s, t=t, d=depths: 40 + t + (1 if d == "2-2-2" else 0)
+                            + 0.2 * f)
+    for v in ("resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn"):
+        spec[(4, "0-0-0", v, "")] = lambda f, s: 25 + 0.1 * f
+    spec[(4, "1-1-1", "msstnet", "joint-attention")] = lambda f, s: 45 + 0.3 * f * 0.3
+    spec[(4, "1-1-1", "msstnet", "no-pos-embed")] = lambda f, s: 45 - 1 + np.sin(f)
+    t = K.claims_table(_runs(spec), "default")
+    assert list(t.columns[:7]) == ["claim", "regime", "comparison", "diff_mean", "ci_low", "ci_high", "verdict"]
+    for claim in ("T-Former1 helps", "all three T-Formers together is best", "depth 2 is best (T=16)",
+                  "more frames help", "the T-Former beats the same backbone's temporal models",
+                  "temporal-only attention matches joint attention", "the temporal position embedding matters"):
+        assert t["claim"].str.startswith(claim).any(), claim
+    assert set(t["verdict"]) <= set(K.VERDICTS) and (t["units"] == 5).all()
+    assert (t.loc[t["claim"].str.startswith("more frames"), "verdict"] == "supported").all()
+
+
+def test_refuses_to_mix_presets_or_epochs():
+    df = _runs({(4, "1-1-1", "msstnet", ""): lambda f, s: 50})
+    df = pd.concat([df, df.assign(epochs=40)])
+    with pytest.raises(ValueError, match="families"):
+        K.claims_table(df, "default")
