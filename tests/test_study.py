@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_grid_covers_table1_plus_noise_and_order_rows():
     rows = study.grid("synthetic", folds=[1, 2])
-    assert len(rows) == 2 * (len(table1_variants()) + 3)
+    assert len(rows) == 2 * (len(table1_variants()) + 7)
     names = [r.name for r in rows]
     assert len(set(names)) == len(names)
     fold1 = [r for r in rows if r.fold == 1]
@@ -28,8 +28,15 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
         (a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)}
     assert {(r.frames, r.depths) for r in fold1 if r.depths in ((1, 1, 1), (2, 2, 2), (3, 3, 3))} >= {
         (t, (d, d, d)) for t in (4, 8, 12, 16) for d in (1, 2, 3)}
-    assert sorted(r.seed for r in fold1 if r.frames == 4 and r.depths == (1, 1, 1) and r.tag != "no-pos-embed") == [0, 1, 2]
+    assert sorted(r.seed for r in fold1
+                  if r.frames == 4 and r.depths == (1, 1, 1) and r.tag in ("", "seed-spread")) == [0, 1, 2]
     assert [r.overrides for r in fold1 if r.tag == "no-pos-embed"] == [{"temporal_pos_embed": False}]
+    # Table 3's same-backbone baselines under our protocol, and joint space-time attention
+    assert sorted(r.variant for r in fold1 if r.variant.startswith("resnet18-")) == [
+        "resnet18-gru", "resnet18-lstm", "resnet18-mean", "resnet18-tcn"]
+    assert {r.name.split("_")[1] for r in fold1 if r.variant.startswith("resnet18-")} == {
+        "r18gru", "r18lstm", "r18mean", "r18tcn"}
+    assert [r.overrides for r in fold1 if r.tag == "joint-attention"] == [{"attention": "joint"}]
     ferv = study.grid("ferv39k")
     assert all(r.fold is None and r.split == "train" for r in ferv)
     assert len(study.grid("synthetic", quick=True)) == 4
@@ -67,8 +74,8 @@ def test_dry_run_lists_rows_with_their_run_ids_without_running(tiny, r18, capsys
     assert study.main(["--dataset", "synthetic", "--root", tiny[1], "--backbone-weights", r18, "--dry-run",
                        "--folds", "1", "3", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    # 2 folds x (20 Table 1 rows + no-pos-embed + 2 seeds + 3 SGD probes)
-    assert "52 rows" in out and "52 todo" in out
+    # 2 folds x (20 Table 1 rows + no-pos-embed + 3 baselines + joint attention + 2 seeds + 3 SGD probes)
+    assert "60 rows" in out and "60 todo" in out
     line = next(li for li in out.splitlines() if li.startswith("T16_d333_s0_fold3_"))
     assert len(line.split()[0].rsplit("_", 1)[1]) == 10 and line.split()[1] == "todo"
 
@@ -85,12 +92,12 @@ def test_another_preset_or_epoch_count_is_another_run(tiny, r18, capsys, tmp_pat
         (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
     capsys.readouterr()
     assert study.main(base + ["--backbone-weights", r18, "--dry-run"]) == 0
-    assert "26 rows" in (out := capsys.readouterr().out) and "26 done" in out
+    assert "30 rows" in (out := capsys.readouterr().out) and "30 done" in out
     for extra in (["--preset", "paper", "--epochs", "40"], ["--backbone-weights", r18, "--epochs", "6"],
                   ["--backbone-weights", r18, "--set", "hflip=false"]):
         assert study.main(base + extra + ["--dry-run"]) == 0
         out = capsys.readouterr().out
-        assert " done " not in out and out.count(" todo ") == (26 if "paper" not in extra else 23), extra
+        assert " done " not in out and out.count(" todo ") == (30 if "paper" not in extra else 27), extra
 
 
 def test_freezing_without_weights_is_refused_before_anything_runs(tmp_path, capsys):
