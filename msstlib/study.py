@@ -5,7 +5,8 @@ each), T in {4, 8, 12, 16} x depth in {1, 2, 3}, the ResNet-18 + temporal-mean b
 beyond the paper -- the T=4 depth-1 model without its temporal position embedding (the clean test
 of temporal order), Table 3's same-backbone baselines run under our protocol (ResNet-18 + LSTM /
 GRU / TCN, T=4), the T=4 depth-1 model with joint space-time attention, and two more seeds of one
-row (seed-to-seed spread) -- times the chosen folds. Each row runs ``notebooks/train_eval.ipynb`` with papermill.
+row (seed-to-seed spread) -- times the chosen folds. Each row runs ``notebooks/train_eval.ipynb``
+with papermill.
 
 Where things go (DESIGN.md §7). A row is a run with an identity (:func:`msstlib.config.run_id`);
 its folder is ``<readable prefix>_<run id>``, e.g. ``T04_d111_s0_fold1_3f9c0a1b2d``:
