@@ -39,3 +39,16 @@ def test_top_level_layout():
 def test_ci_runs_make_test():
     script = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", script, re.M)
+
+
+def test_progress_bars_render_as_widgets_in_jupyterlab():
+    """tqdm.auto in a notebook needs ipywidgets, or JupyterLab shows a red "IProgress not found"
+    warning box in every notebook that trains (issue 11)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import ipywidgets  # noqa: F401
+        from tqdm.notebook import tqdm
+
+        tqdm(total=1, disable=False).close()

@@ -1,6 +1,7 @@
 """Tables from result files: one cell per configuration, never mixing presets or epoch counts."""
 
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -69,3 +70,25 @@ def test_seed_replicates_are_spread_not_tagged_rows(tmp_path):
     spread = R.seed_spread(df)
     assert len(spread) == 1 and spread["seeds"].item() == 3 and spread["war_mean"].item() == pytest.approx(51.0)
     assert set(R.tagged_rows(df)["tag"]) == {"(table row)", "no-pos-embed"}
+
+
+def test_tables_notebook_without_runs_fails_saying_where_it_looked(tmp_path):
+    """papermill on tables.ipynb with no runs used to print "0 runs", write empty tables and exit 0."""
+    import papermill as pm
+
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "tables.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"runs_dir": str(empty),
+                            "tables_dir": str(tmp_path / "tables")}, progress_bar=False, cwd=str(tmp_path))
+    assert "no result.json under" in str(err.value) and str(empty) in str(err.value)
+    assert not (tmp_path / "tables").exists()
+
+
+def test_load_study_finds_the_default_runs_from_any_working_directory(tmp_path, monkeypatch):
+    from msstlib import results as R
+
+    monkeypatch.chdir(tmp_path)  # "../results/synthetic/runs" means nothing from here
+    df = R.load_study("../results/synthetic/runs")
+    assert len(df) > 0 and set(df["dataset"]) == {"synthetic"}
