@@ -37,7 +37,6 @@ STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 # MSSTNet and Table 3's same-backbone baselines (pooled per-frame ResNet-18 features, then a
 # temporal model): the order-blind mean, one LSTM / GRU layer, a temporal convolution network.
 VARIANTS = ("msstnet", "resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn")
-BASELINES = tuple(v for v in VARIANTS if v.startswith("resnet18-"))
 ATTENTIONS = ("temporal", "joint")
 
 # Field metadata key saying how a field enters a run's identity:
