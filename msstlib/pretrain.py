@@ -20,16 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torchvision.models import resnet18
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
-
-from .data import IMAGENET_MEAN, IMAGENET_STD
-
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -48,6 +38,28 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m msstlib.pretrain", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="where to write the ResNet-18 state dict (.pt)")
+    for name, value in asdict(PretrainConfig()).items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    return p
+
+
+if __name__ == "__main__":  # flags are checked before torch loads (seconds): a wrong one is reported at once
+    build_parser().parse_args()
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet18
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from .data import IMAGENET_MEAN, IMAGENET_STD
 
 
 def render_frames(cfg: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,11 +134,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m msstlib.pretrain", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="where to write the ResNet-18 state dict (.pt)")
-    for name, value in asdict(PretrainConfig()).items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    args = vars(p.parse_args(argv))
+    args = vars(build_parser().parse_args(argv))
     out = args.pop("out")
     pretrain(PretrainConfig(**args), out)
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import paths as P
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
@@ -66,16 +67,13 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def load_study(runs_dir: str | Path) -> pd.DataFrame:
-    """:func:`load_results` for a notebook that needs runs: a relative ``runs_dir`` that does not
-    exist from the working directory is looked up from the repository's ``notebooks/`` folder (the
-    notebooks' own defaults are written from there), and finding no run at all is an error that
-    says where it looked and what to run, never an empty table."""
-    path = Path(runs_dir)
-    if not path.is_absolute() and not path.exists():
-        path = (PAPER.parents[1] / "notebooks" / path).resolve()
+    """:func:`load_results` for a notebook that needs runs: a relative ``runs_dir`` is found from
+    the working directory or else from the repository (:func:`msstlib.paths.resolve`), and finding
+    no run at all is an error that says where it looked and what to run, never an empty table."""
+    path = Path(P.resolve(runs_dir))
     df = load_results(path) if path.is_dir() else pd.DataFrame()
     if len(df) == 0:
-        raise FileNotFoundError(f"no result.json under {path.resolve()}: run the study first (`make reproduce`, or "
+        raise FileNotFoundError(f"no result.json under {path}: run the study first (`make reproduce`, or "
                                 f"`python -m msstlib.study --dataset synthetic`), or pass the folder that holds its runs "
                                 f"(papermill ... -p runs_dir PATH)")
     return df

@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as C
+from . import paths as P
+from .notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -161,26 +163,32 @@ def row_done(study: Study, row: Row) -> bool:
     return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
 
 
+def row_parameters(study: Study, row: Row) -> dict:
+    """``train_eval.ipynb``'s parameters for one row, its paths recorded repository-relative (the
+    executed notebook is committed with them, DESIGN.md §7)."""
+    over = study.overrides(row)
+    if over.get("backbone_weights"):
+        over = {**over, "backbone_weights": P.relative(over["backbone_weights"])}
+    return {
+        "annotations": P.relative(study.annotations), "root": P.relative(study.root), "dataset": row.dataset,
+        "fold": row.fold if row.fold is not None else 0, "split": row.split or "",
+        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
+        "epochs": study.epochs or 0, "seed": row.seed, "work_dir": P.relative(study.work_dir(row)), "tag": row.tag,
+        "result_dir": P.relative(study.result_dir(row)), "threads": study.threads, "overrides": json.dumps(over),
+        "show_progress": False,
+    }
+
+
 def run_row(row: Row, study: Study, log_output: bool = False) -> tuple[Row, str | None]:
     """Execute ``train_eval.ipynb`` for one row; returns (row, error or None)."""
-    import papermill as pm
-
     out, work = study.result_dir(row), study.work_dir(row)
     if row_done(study, row):
         return row, None
     out.mkdir(parents=True, exist_ok=True)
     (out / "error.txt").unlink(missing_ok=True)
-    params = {
-        "annotations": study.annotations, "root": study.root, "dataset": row.dataset,
-        "fold": row.fold if row.fold is not None else 0, "split": row.split or "",
-        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
-        "epochs": study.epochs or 0, "seed": row.seed, "work_dir": str(work), "tag": row.tag,
-        "result_dir": str(out), "threads": study.threads, "overrides": json.dumps(study.overrides(row)),
-        "show_progress": False,
-    }
     try:
-        pm.execute_notebook(str(NOTEBOOKS / "train_eval.ipynb"), str(out / "train_eval.ipynb"), parameters=params,
-                            cwd=str(NOTEBOOKS), progress_bar=False, log_output=log_output, kernel_name="python3")
+        execute(NOTEBOOKS / "train_eval.ipynb", out / "train_eval.ipynb", row_parameters(study, row),
+                log_output=log_output)
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
         if row.probe and (out / "diverged.json").exists():
             return row, None  # the probe's outcome: recorded in diverged.json and shown in the tables
@@ -429,8 +437,6 @@ def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argpa
 
 
 def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
-    import papermill as pm
-
     lock_path = results / ".tables.lock"
     if lock:
         try:
@@ -439,10 +445,9 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         except FileExistsError:
             return  # another job is rendering them
     try:
-        pm.execute_notebook(str(NOTEBOOKS / "tables.ipynb"), str(results / "tables.ipynb"),
-                            parameters={"runs_dir": str(results / "runs"), "tables_dir": str(results / "tables"),
-                                        "dataset": dataset, "figures_dir": str(results / "figures")},
-                            cwd=str(NOTEBOOKS), progress_bar=False)
+        execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
+                {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
+                 "dataset": dataset, "figures_dir": P.relative(results / "figures")})
     finally:
         if lock:
             lock_path.unlink(missing_ok=True)
@@ -452,7 +457,6 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
     """``gradcam.ipynb`` on the study's T=4 model without T-Formers and its MSSTNet (depth 1), fold 1
     (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``.
     ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test)."""
-    import papermill as pm
 
     def pick(depths):
         found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == "msstnet"
@@ -483,11 +487,10 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
 
     (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
     results = Path(study.results)
-    pm.execute_notebook(str(NOTEBOOKS / "gradcam.ipynb"), str(results / "gradcam.ipynb"), cwd=str(NOTEBOOKS),
-                        progress_bar=False,
-                        parameters={"annotations": study.annotations, "root": study.root, "fold": fold,
-                                    "plain_checkpoint": plain, "msst_checkpoint": msst, "max_clips": max_clips,
-                                    "figures_dir": str(results / "figures"), "tables_dir": str(results / "tables")})
+    execute(NOTEBOOKS / "gradcam.ipynb", results / "gradcam.ipynb",
+            {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": fold,
+             "plain_checkpoint": P.relative(plain), "msst_checkpoint": P.relative(msst), "max_clips": max_clips,
+             "figures_dir": P.relative(results / "figures"), "tables_dir": P.relative(results / "tables")})
 
 
 def backbone_path(quick: bool) -> Path:
@@ -519,12 +522,10 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
 
 def overview(annotations: str, root: str, results: Path) -> None:
     """``data_overview.ipynb`` on the study's data: figures under ``results/figures``."""
-    import papermill as pm
-
     results.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NOTEBOOKS / "data_overview.ipynb"), str(results / "data_overview.ipynb"),
-                        parameters={"annotations": annotations, "root": root, "figures_dir": str(results / "figures")},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
+    execute(NOTEBOOKS / "data_overview.ipynb", results / "data_overview.ipynb",
+            {"annotations": P.relative(annotations), "root": P.relative(root),
+             "figures_dir": P.relative(results / "figures")})
 
 
 def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[str, str]:

@@ -89,6 +89,6 @@ def test_tables_notebook_without_runs_fails_saying_where_it_looked(tmp_path):
 def test_load_study_finds_the_default_runs_from_any_working_directory(tmp_path, monkeypatch):
     from msstlib import results as R
 
-    monkeypatch.chdir(tmp_path)  # "../results/synthetic/runs" means nothing from here
-    df = R.load_study("../results/synthetic/runs")
+    monkeypatch.chdir(tmp_path)  # "results/synthetic/runs" means nothing from here: found from the repository
+    df = R.load_study("results/synthetic/runs")
     assert len(df) > 0 and set(df["dataset"]) == {"synthetic"}
