@@ -65,8 +65,15 @@ def layers_of(model: MSSTNet) -> dict[str, tuple[torch.nn.Module, object]]:
 
     out = {f"CNN {s}": (model.backbone.layers[s], None) for s in model.cfg.stages}
     for i, tformer in enumerate(model.tformers):
-        out[f"T-Former{i + 1} out"] = (tformer, tokens_to_grid)
+        if model.cfg.depths[i]:  # a stage without blocks has no T-Former output (its tokens pass unchanged)
+            out[f"T-Former{i + 1} out"] = (tformer, tokens_to_grid)
     return out
+
+
+def predict(model: MSSTNet, frames: torch.Tensor) -> int:
+    """The class the model predicts for one clip ``(T, 3, H, W)``."""
+    with torch.no_grad():
+        return int(model(frames.unsqueeze(0)).argmax(1).item())
 
 
 def clip_cams(model: MSSTNet, frames: torch.Tensor, label: int, method: str = "GradCAM",
@@ -164,27 +171,37 @@ def summarize(scores: pd.DataFrame, by: tuple[str, ...] = ("model", "layer")) ->
     return out.drop(columns=["energy_sd", "pointing_sd"]).reset_index()
 
 
-def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str, title: str = ""):
-    """Rows = frames; columns = each model's maps. The columns of the model ``marked`` (the one with
-    T-Formers) get red frames, as the paper boxes them."""
+def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str, title: str = "",
+           predicted: dict[str, str] | None = None):
+    """Rows = frames; columns = each model's maps (with the class it predicts, when ``predicted``
+    is given). The columns of the model ``marked`` (the one with T-Formers) get red frames, as the
+    paper boxes them. A colour bar gives the scale: each map is normalised to [0, 1] per frame."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     cols = [(m, layer) for m, per in cams.items() for layer in per]
     t = rgb.shape[0]
-    fig, axes = plt.subplots(t, len(cols) + 1, figsize=(1.6 * (len(cols) + 1), 1.6 * t), squeeze=False)
+    fig, axes = plt.subplots(t, len(cols) + 1, figsize=(1.6 * (len(cols) + 1) + 0.8, 1.6 * t + 0.5), squeeze=False)
     for r in range(t):
         axes[r, 0].imshow(rgb[r])
         axes[r, 0].set_ylabel(f"frame {r + 1}", fontsize=8)
         for c, (m, layer) in enumerate(cols, start=1):
             axes[r, c].imshow(show_cam_on_image(rgb[r].astype(np.float32) / 255, cams[m][layer][r], use_rgb=True))
             if r == 0:
-                axes[r, c].set_title(f"{m}\n{layer}", fontsize=7)
+                said = f"\npredicts {predicted[m]}" if predicted and m in predicted else ""
+                axes[r, c].set_title(f"{m}{said}\n{layer}", fontsize=7)
             if m == marked:
                 for spine in axes[r, c].spines.values():
                     spine.set(color="red", linewidth=2.5)
-    axes[0, 0].set_title("input", fontsize=7)
+    axes[0, 0].set_title(f"input\n{rgb.shape[1]}x{rgb.shape[2]} px", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    bar = fig.add_axes((0.935, 0.2, 0.015, 0.6))
+    fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=bar).set_label("Grad-CAM (per frame, 0-1)",
+                                                                                  fontsize=7)
+    bar.tick_params(labelsize=6)
     return fig
 
 

@@ -59,6 +59,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from . import paths as P
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -128,8 +129,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     meta = {"config": asdict(cfg), "held_out_r2_per_dimension": [round(float(v), 4) for v in r2],
             "seconds": round(time.time() - t0, 1), "frames": len(frames)}
     meta_path.write_text(json.dumps(meta, indent=1))
-    print(f"pre-trained backbone -> {out}; held-out R^2 per movement dimension: "
+    print(f"pre-trained backbone -> {P.relative(out)}; held-out R^2 per movement dimension: "
           + " ".join(f"{v:.2f}" for v in r2) + f" ({meta['seconds']} s)")
+    if (r2 < 0).any():
+        print(f"  ({int((r2 < 0).sum())} of {len(r2)} R^2 below 0: worse than predicting each movement's mean. "
+              f"Expected after a short pre-training ({cfg.epochs} epoch(s) on {cfg.clips} clips, e.g. the quick run's "
+              f"smoke test); the study's full pre-training ({PretrainConfig.epochs} epochs on {PretrainConfig.clips} "
+              f"clips) is the one its results use.)")
     return out
 
 

@@ -234,8 +234,12 @@ def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None, family: tup
     s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames", "config_id"], value_vars=list(EMOTIONS),
                                                       var_name="class", value_name="accuracy")
     ax = ax or plt.gca()
-    sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
     ax.set(ylabel="accuracy (%)", xlabel="", title=f"per-class accuracy, depths {depths} ({label})")
+    if len(s) == 0:  # an empty panel would look like a plotting failure
+        ax.text(0.5, 0.5, f"no MSSTNet depths {depths} run in this study", ha="center", va="center",
+                transform=ax.transAxes)
+        return ax
+    sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
     return ax
 
 
@@ -260,13 +264,21 @@ def plot_confusion(result: dict, ax=None, normalize: bool = True):
     return ax
 
 
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The view a reader gets (notebook and Markdown): columns with no value at all (a std over a
+    single fold) are left out, except a claim's interval, whose absence is the point ("no interval
+    from one unit")."""
+    keep = {"ci_low", "ci_high", "mde"}
+    return table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
+
+
 def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) -> None:
-    """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``."""
+    """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``; a table
+    without rows says so instead of showing a bare caption."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
-    # Columns with no value at all (a std over a single fold) are left out of the Markdown view,
-    # except a claim's interval: its absence is the point ("no interval from one unit").
-    keep = {"ci_low", "ci_high", "mde"}
-    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
-    (out / f"{name}.md").write_text(f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")
+    body = (readable(table).to_markdown(index=False, floatfmt=".2f") if len(table) else
+            "_No rows: this study's grid has none of the runs this table needs (the quick run's grid is a subset "
+            "of the full one)._")
+    (out / f"{name}.md").write_text(f"{note}\n\n{body}\n")

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -436,6 +437,11 @@ def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argpa
 # ------------------------------------------------------------------------------------ data, tables
 
 
+def is_smoke(results: Path) -> bool:
+    """The quick run's results (``results/<dataset>-quick``): every table and figure says so."""
+    return Path(results).name.endswith("-quick")
+
+
 def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
     lock_path = results / ".tables.lock"
     if lock:
@@ -445,9 +451,11 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         except FileExistsError:
             return  # another job is rendering them
     try:
-        execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
-                {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
-                 "dataset": dataset, "figures_dir": P.relative(results / "figures")})
+        with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
+            execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
+                    {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
+                     "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results)},
+                    progress_bar=not lock)
     finally:
         if lock:
             lock_path.unlink(missing_ok=True)
@@ -487,10 +495,29 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
 
     (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
     results = Path(study.results)
-    execute(NOTEBOOKS / "gradcam.ipynb", results / "gradcam.ipynb",
-            {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": fold,
-             "plain_checkpoint": P.relative(plain), "msst_checkpoint": P.relative(msst), "max_clips": max_clips,
-             "figures_dir": P.relative(results / "figures"), "tables_dir": P.relative(results / "tables")})
+    clips = f"{max_clips} test clips" if max_clips else "every test clip"
+    with step(f"Grad-CAM: gradcam.ipynb on fold {fold}, scoring {clips} -> {P.relative(results / 'figures')}"):
+        execute(NOTEBOOKS / "gradcam.ipynb", results / "gradcam.ipynb",
+                {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": fold,
+                 "plain_checkpoint": P.relative(plain), "msst_checkpoint": P.relative(msst), "max_clips": max_clips,
+                 "figures_dir": P.relative(results / "figures"), "tables_dir": P.relative(results / "tables"),
+                 "smoke": is_smoke(results)}, progress_bar=True)
+
+
+def where(results: Path) -> None:
+    """The last thing a study prints: where its tables, figures and notebooks are."""
+    results = Path(results)
+    label = ("SMOKE TEST results (QUICK=1: short training on a small SynDFER; they check the pipeline, they "
+             "are not results)" if is_smoke(results) else "Results")
+    print(f"\n{label}, in {P.relative(results)}/:")
+    for name, pattern, what in (("tables", "tables/*.md", "Markdown and CSV"), ("figures", "figures/*.png", "PNG"),
+                                ("notebooks", "*.ipynb", "executed; open them in JupyterLab")):
+        found = sorted(p.name for p in results.glob(pattern))
+        shown = ", ".join(found[:6]) + (f", ... ({len(found)} in all)" if len(found) > 6 else "")
+        print(f"  {name:9s} {P.relative(results / pattern.split('/')[0]) if '/' in pattern else P.relative(results)}"
+              f"/  ({what}): {shown or 'none yet'}")
+    print(f"  runs      {P.relative(results / 'runs')}/  ({len(list(results.glob('runs/*/result.json')))} "
+          f"result.json)", flush=True)
 
 
 def backbone_path(quick: bool) -> Path:
@@ -498,34 +525,53 @@ def backbone_path(quick: bool) -> Path:
     return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
 
 
+@contextmanager
+def step(what: str):
+    """Say what a long step does before it starts and how long it took after (the study talks)."""
+    print(f"==> {what}", flush=True)
+    t0 = time.time()
+    yield
+    print(f"    done in {time.time() - t0:.0f} s", flush=True)
+
+
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True) -> tuple[str, str]:
     """Generate SynDFER, prepare it like DFEW, cache its frames and pre-train the backbone (each step
     skipped when already done). Returns (annotations, root)."""
     py = sys.executable
     if not (data / "syndfer_params.json").exists():
-        subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0"],
-                       check=True, cwd=ROOT)
+        with step(f"SynDFER: rendering {clips} clips into {P.relative(data)}"):
+            subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0"],
+                           check=True, cwd=ROOT)
     ann = data / "prepared" / "annotations.csv"
     if not ann.exists():
-        subprocess.run([py, "-m", "data_prep.dfew", "--root", str(data), "--out", str(ann.parent)], check=True, cwd=ROOT)
+        with step("SynDFER: annotations in DFEW's layout (data_prep.dfew)"):
+            subprocess.run([py, "-m", "data_prep.dfew", "--root", str(data), "--out", str(ann.parent)], check=True,
+                           cwd=ROOT)
     if not (ann.parent / "cache" / "index_64px.json").exists():
-        subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
-                        "--size", "64"], check=True, cwd=ROOT)
+        with step("frame cache: decoding every frame once at 64 px"):
+            subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
+                            "--size", "64"], check=True, cwd=ROOT)
     if pretrain:
         pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
-        subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
+        with step("backbone: pre-training the ResNet-18 on single frames" + (" (quick: 1 epoch, 400 clips)"
+                                                                              if quick else "")):
+            subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True,
+                           cwd=ROOT)
         if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
-            subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
-                            "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True, cwd=ROOT)
+            with step("feature cache: the frozen backbone's outputs for every frame and its flip"):
+                subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
+                                "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True,
+                               cwd=ROOT)
     return str(ann), str(data)
 
 
 def overview(annotations: str, root: str, results: Path) -> None:
     """``data_overview.ipynb`` on the study's data: figures under ``results/figures``."""
     results.mkdir(parents=True, exist_ok=True)
-    execute(NOTEBOOKS / "data_overview.ipynb", results / "data_overview.ipynb",
-            {"annotations": P.relative(annotations), "root": P.relative(root),
-             "figures_dir": P.relative(results / "figures")})
+    with step(f"data overview: data_overview.ipynb -> {P.relative(results / 'data_overview.ipynb')}"):
+        execute(NOTEBOOKS / "data_overview.ipynb", results / "data_overview.ipynb",
+                {"annotations": P.relative(annotations), "root": P.relative(root),
+                 "figures_dir": P.relative(results / "figures")}, progress_bar=True)
 
 
 def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[str, str]:
@@ -641,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     if listing and not Path(annotations).exists():
         for row in rows:
             print(f"{row.name:44s} todo  (data not prepared yet: no run id)")
-        print(f"{len(rows)} rows -> {results}/runs")
+        print(f"{len(rows)} rows -> {P.relative(results / 'runs')}")
         return 0
     try:
         folders = [study.folder(row) for row in rows]  # also checks every row's configuration
@@ -655,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("done" if row_done(study, row) else "todo"), "")
             counts[state] = counts.get(state, 0) + 1
             print(f"{folder:56s} {state:8s} {detail}")
-        print(f"{len(rows)} rows -> {results}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        print(f"{len(rows)} rows -> {P.relative(results / 'runs')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         return 0
     if args.figures:
         try:
@@ -663,13 +709,14 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"figures -> {results / 'figures'}; scores -> {results / 'tables'}")
+        where(results)
         return 0
     if args.collect:
         missing = sum(not row_done(study, row) for row in rows)
         render_tables(results, args.dataset)
-        print(f"tables -> {results / 'tables'}" + (f" ({missing} of {len(rows)} rows have not landed yet)"
-                                                    if missing else ""))
+        if missing:
+            print(f"({missing} of {len(rows)} rows have not landed yet)")
+        where(results)
         return 0
 
     states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
@@ -688,12 +735,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = [folder for folder, error in outcomes if error is not None]
     try:
         render_tables(results, args.dataset)
-        print(f"tables -> {results / 'tables'}")
     except Exception as exc:
         print(f"tables.ipynb failed: {exc}", file=sys.stderr)
         failures.append("tables")
     print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
           f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
+    where(results)
     return 1 if failures else 0
 
 

@@ -103,3 +103,28 @@ def test_without_masks_the_source_gives_the_figure_only(tmp_path):
     assert not src.has_masks
     x, y, rgb, masks, idx = src.get(0)
     assert masks is None and rgb.shape == (4, 64, 64, 3) and x.shape == (4, 3, 64, 64)
+
+
+def test_a_stage_without_t_former_blocks_has_no_t_former_map():
+    """The figure showed a "T-Former3 out" column for the model that has no T-Former (issue 11)."""
+    plain = MSSTNet(CFG.replace(depths=(0, 0, 0))).eval()
+    partial = MSSTNet(CFG.replace(depths=(1, 0, 1))).eval()
+    assert not any(name.startswith("T-Former") for name in cam.layers_of(plain))
+    assert [n for n in cam.layers_of(partial) if n.startswith("T-Former")] == ["T-Former1 out", "T-Former3 out"]
+
+
+def test_the_figure_has_a_colour_bar_and_says_what_each_model_predicts(model):
+    """No colour bar, no predicted label, and 64-px frames titled clip_224x224 (issue 11)."""
+    import matplotlib.pyplot as plt
+
+    frames = torch.randn(2, 3, 64, 64)
+    maps = {"MSSTNet 111": cam.clip_cams(model, frames, 1, layers=["CNN layer1", "T-Former1 out"])}
+    rgb = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    pred = cam.predict(model, frames)
+    assert pred == int(model(frames[None]).argmax())
+    fig = cam.figure(rgb, maps, marked="MSSTNet 111", predicted={"MSSTNet 111": "Happy"}, title="t")
+    assert len(fig.axes) == 2 * 3 + 1  # frames x (input + 2 maps), and the colour bar
+    assert "Grad-CAM" in fig.axes[-1].get_ylabel()
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert "64x64 px" in titles[0] and all("predicts Happy" in t for t in titles[1:])
+    plt.close(fig)
