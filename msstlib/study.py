@@ -182,7 +182,7 @@ def row_parameters(study: Study, row: Row) -> dict:
 
 def run_row(row: Row, study: Study, log_output: bool = False) -> tuple[Row, str | None]:
     """Execute ``train_eval.ipynb`` for one row; returns (row, error or None)."""
-    out, work = study.result_dir(row), study.work_dir(row)
+    out = study.result_dir(row)
     if row_done(study, row):
         return row, None
     out.mkdir(parents=True, exist_ok=True)
@@ -462,15 +462,16 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
 
 
 def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
-    """``gradcam.ipynb`` on the study's T=4 model without T-Formers and its MSSTNet (depth 1), fold 1
-    (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``.
+    """``gradcam.ipynb`` on the study's T=4 MSSTNet (depth 1) and its matched control (ResNet-18 +
+    GRU on the same features), fold 1 (or the first fold run), seed 0: Fig. 3 analogues and paired
+    scores under ``results/{figures,tables}``.
     ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test)."""
 
-    def pick(depths):
-        found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == "msstnet"
+    def pick(depths, variant="msstnet"):
+        found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == variant
                  and r.seed == 0 and not r.tag]
         if not found:
-            raise FileNotFoundError(f"the study's grid has no T=4 depths {depths} row")
+            raise FileNotFoundError(f"the study's grid has no T=4 {variant} depths {depths} row")
         row, ckpt = found[0], study.work_dir(found[0]) / "checkpoint.pt"
         if not ckpt.exists():
             if not row_done(study, row):
@@ -493,13 +494,16 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
                 overrides={**study.overrides(row), **same_input}, progress=False, tag=row.tag)
         return str(ckpt), row.fold or 1
 
-    (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
+    # The control is trained and of comparable accuracy (the ResNet-18 + GRU on the same frozen
+    # features), never the model without T-Formers, which sits near chance on SynDFER (issue 10).
+    (control, fold), (msst, _) = pick((0, 0, 0), "resnet18-gru"), pick((1, 1, 1))
     results = Path(study.results)
     clips = f"{max_clips} test clips" if max_clips else "every test clip"
     with step(f"Grad-CAM: gradcam.ipynb on fold {fold}, scoring {clips} -> {P.relative(results / 'figures')}"):
         execute(NOTEBOOKS / "gradcam.ipynb", results / "gradcam.ipynb",
                 {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": fold,
-                 "plain_checkpoint": P.relative(plain), "msst_checkpoint": P.relative(msst), "max_clips": max_clips,
+                 "control_checkpoint": P.relative(control), "msst_checkpoint": P.relative(msst),
+                 "max_clips": max_clips,
                  "figures_dir": P.relative(results / "figures"), "tables_dir": P.relative(results / "tables"),
                  "smoke": is_smoke(results)}, progress_bar=True)
 
@@ -510,12 +514,12 @@ def where(results: Path) -> None:
     label = ("SMOKE TEST results (QUICK=1: short training on a small SynDFER; they check the pipeline, they "
              "are not results)" if is_smoke(results) else "Results")
     print(f"\n{label}, in {P.relative(results)}/:")
-    for name, pattern, what in (("tables", "tables/*.md", "Markdown and CSV"), ("figures", "figures/*.png", "PNG"),
-                                ("notebooks", "*.ipynb", "executed; open them in JupyterLab")):
-        found = sorted(p.name for p in results.glob(pattern))
+    for name, folder, pattern, what in (("tables", results / "tables", "*.md", "Markdown and CSV"),
+                                        ("figures", results / "figures", "*.png", "PNG"),
+                                        ("notebooks", results, "*.ipynb", "executed; open them in JupyterLab")):
+        found = sorted(p.name for p in folder.glob(pattern))
         shown = ", ".join(found[:6]) + (f", ... ({len(found)} in all)" if len(found) > 6 else "")
-        print(f"  {name:9s} {P.relative(results / pattern.split('/')[0]) if '/' in pattern else P.relative(results)}"
-              f"/  ({what}): {shown or 'none yet'}")
+        print(f"  {name:9s} {P.relative(folder)}/  ({what}): {shown or 'none yet'}")
     print(f"  runs      {P.relative(results / 'runs')}/  ({len(list(results.glob('runs/*/result.json')))} "
           f"result.json)", flush=True)
 
