@@ -99,9 +99,10 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
 
     places = [(f, None) for f in (folds or [1])] if dataset != "ferv39k" else [(None, split or "train")]
     base = table1_variants()
-    if quick:
-        base = [r for r in base if r["frames"] == 4 and r["depths"] in ((0, 0, 0), (1, 1, 1))]
-        base += [{"frames": 8, "depths": (1, 1, 1), "variant": "msstnet"}]
+    if quick:  # the temporal-mean baseline, MSSTNet at T=4 and 8, and the Grad-CAM control (the GRU)
+        base = [r for r in base if r["frames"] == 4 and (r["variant"] == "resnet18-mean" or r["depths"] == (1, 1, 1))]
+        base += [{"frames": 4, "depths": (0, 0, 0), "variant": "resnet18-gru"},
+                 {"frames": 8, "depths": (1, 1, 1), "variant": "msstnet"}]
     rows = []
     for fold, sp in places:
         for r in base:
