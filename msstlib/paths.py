@@ -67,14 +67,15 @@ def scratch(prefix: str) -> str:
             pid = int(old.name.rsplit("-pid", 1)[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if not _alive(pid):
+        if not pid_alive(pid):
             _remove(old)
     folder = tempfile.mkdtemp(prefix=f"msstlib-{prefix.strip('_-')}-pid{os.getpid()}-")
     atexit.register(_remove, folder)
     return folder
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

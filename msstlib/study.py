@@ -261,16 +261,6 @@ def all_landed(study: Study, folders: list[str]) -> bool:
     return all((runs / f / "result.json").exists() or (runs / f / "diverged.json").exists() for f in folders)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 LIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                      "REQUEUE_HOLD", "REQUEUE_FED"}
 
@@ -278,7 +268,7 @@ LIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETIN
 def job_state(record: dict) -> str | None:
     """``"running"`` / ``"queued"`` for a live job, None when it is gone or unknown."""
     if record.get("executor") == "local":
-        alive = record.get("host") == socket.gethostname() and _pid_alive(int(record.get("job_id", 0)))
+        alive = record.get("host") == socket.gethostname() and P.pid_alive(int(record.get("job_id", 0)))
         return "running" if alive else None
     if record.get("executor") == "slurm":
         import logging
