@@ -33,7 +33,7 @@ flops: install
 FOLDS ?= 1 2 3 4 5
 reproduce: install flops
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,--folds $(FOLDS))
-	$(MAKE) figures $(if $(QUICK),QUICK=1,)
+	@$(MAKE) --no-print-directory figures $(if $(QUICK),QUICK=1,)
 
 # Grad-CAM figures and scores (issue 5) from the study's checkpoints: no T-Former vs MSSTNet at T=4.
 figures: install

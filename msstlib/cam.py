@@ -28,7 +28,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from .data import ClipDataset, DataConfig, sample_indices
 from .labels import EMOTIONS
-from .model import MSSTConfig, MSSTNet
+from .model import MSSTConfig, MSSTNet, build_model
 
 METHODS = {"GradCAM": GradCAM, "GradCAMPlusPlus": GradCAMPlusPlus, "HiResCAM": HiResCAM, "LayerCAM": LayerCAM,
            "XGradCAM": XGradCAM, "EigenCAM": EigenCAM}
@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path) -> tuple[MSSTNet, dict]:
     pre-trained backbone file it started from is not needed)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model_cfg = MSSTConfig(**{**ckpt["config"]["model"], "backbone_weights": None})
-    model = MSSTNet(model_cfg)
+    model = build_model(model_cfg)  # MSSTNet, or a ResNet-18 baseline (the matched control)
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt["config"]
 
@@ -64,9 +64,16 @@ def layers_of(model: MSSTNet) -> dict[str, tuple[torch.nn.Module, object]]:
         return t[0].permute(0, 2, 1).reshape(t.shape[1], t.shape[3], grid, grid)
 
     out = {f"CNN {s}": (model.backbone.layers[s], None) for s in model.cfg.stages}
-    for i, tformer in enumerate(model.tformers):
-        out[f"T-Former{i + 1} out"] = (tformer, tokens_to_grid)
+    for i, tformer in enumerate(getattr(model, "tformers", ())):  # a baseline has CNN maps only
+        if model.cfg.depths[i]:  # a stage without blocks has no T-Former output (its tokens pass unchanged)
+            out[f"T-Former{i + 1} out"] = (tformer, tokens_to_grid)
     return out
+
+
+def predict(model: MSSTNet, frames: torch.Tensor) -> int:
+    """The class the model predicts for one clip ``(T, 3, H, W)``."""
+    with torch.no_grad():
+        return int(model(frames.unsqueeze(0)).argmax(1).item())
 
 
 def clip_cams(model: MSSTNet, frames: torch.Tensor, label: int, method: str = "GradCAM",
@@ -135,9 +142,35 @@ class ClipSource:
         return x, y, rgb, masks, idx
 
 
+def on_grid(cams: np.ndarray, grid: int) -> np.ndarray:
+    """Per-frame maps ``(T, H, W)`` brought to a ``grid x grid`` resolution (mean over each cell)
+    and back to ``H x W`` as the T-Former maps are (bilinear, pytorch-grad-cam's resize), then
+    scaled to [0, 1] per frame: a CNN map seen at the resolution of the T-Former's patch grid."""
+    t, h, w = cams.shape
+    x = torch.from_numpy(np.ascontiguousarray(cams, dtype=np.float32))[:, None]
+    x = torch.nn.functional.adaptive_avg_pool2d(x, grid)
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    lo, hi = x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True)
+    return ((x - lo) / (hi - lo).clamp_min(1e-7)).numpy()
+
+
+def same_scale_pairs(model) -> list[tuple[str, str]]:
+    """(CNN map at the T-Former's resolution, T-Former output) for every stage with a T-Former:
+    the within-model comparison the paper's Fig. 3 makes, like with like."""
+    stages = model.cfg.stages
+    return [(f"CNN {stages[i]} at {grid_of(model)}x{grid_of(model)}", f"T-Former{i + 1} out")
+            for i, d in enumerate(getattr(model.cfg, "depths", ())) if d and hasattr(model, "tformers")]
+
+
+def grid_of(model) -> int:
+    return math.isqrt(model.cfg.num_patches)
+
+
 def measure(models: dict[str, MSSTNet], source: ClipSource, method: str = "GradCAM", max_clips: int = 0,
             progress: bool = True) -> pd.DataFrame:
-    """Score every test clip's maps: one row per (model, layer, clip), for the clip's true class."""
+    """Score every test clip's maps: one row per (model, layer, clip), for the clip's true class.
+    For a model with T-Formers, each CNN map under one is also scored at the T-Former's patch-grid
+    resolution (:func:`on_grid`, layer ``"CNN <stage> at 4x4"``), for :func:`paired`."""
     from tqdm.auto import tqdm
 
     rows = []
@@ -145,10 +178,46 @@ def measure(models: dict[str, MSSTNet], source: ClipSource, method: str = "GradC
     for i in tqdm(range(n), desc="Grad-CAM scoring", disable=not progress, mininterval=10):
         x, y, _, masks, _ = source.get(i)
         for mname, model in models.items():
-            for layer, cams in clip_cams(model, x, y, method).items():
-                s = score(cams, masks)
+            cams = clip_cams(model, x, y, method)
+            for low, _ in same_scale_pairs(model):
+                cams[low] = on_grid(cams[low.split(" at ")[0]], grid_of(model))
+            pred = predict(model, x)
+            for layer, maps in cams.items():
+                s = score(maps, masks)
                 if s:
-                    rows.append({"model": mname, "layer": layer, "clip": source.ds.clips[i], "class": EMOTIONS[y], **s})
+                    rows.append({"model": mname, "layer": layer, "clip": source.ds.clips[i], "class": EMOTIONS[y],
+                                 "correct": pred == y, **s})
+    return pd.DataFrame(rows)
+
+
+def paired(scores: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], metric: str = "energy_in_mask") -> dict:
+    """``a`` minus ``b`` (each a (model, layer)) on the same clips: mean of each, the mean paired
+    difference with a Student-t 95 % interval over clips, and a verdict (supported: ``a`` puts more
+    of its map on the moving regions). Clips are the units: the interval is about these two trained
+    maps on this fold's test clips, not about retraining (seeds and folds are not in it)."""
+    from .claims import interval, verdict
+
+    def pick(model, layer):
+        sel = scores[(scores["model"] == model) & (scores["layer"] == layer)]
+        return sel.set_index("clip")[metric]
+
+    sa, sb = pick(*a), pick(*b)
+    common = sa.index.intersection(sb.index)
+    diff = (sa[common] - sb[common]).to_numpy()
+    mean, low, high, mde = interval(diff)
+    return {"a": " / ".join(a), "b": " / ".join(b), "clips": len(common), f"{metric}_a": float(sa[common].mean()),
+            f"{metric}_b": float(sb[common].mean()), "diff": mean, "ci_low": low, "ci_high": high, "mde": mde,
+            "verdict": verdict(low, high)}
+
+
+def like_with_like(scores: pd.DataFrame, msst: str, control: str, model) -> pd.DataFrame:
+    """The two Grad-CAM comparisons that compare like with like, paired per clip:
+    ``within``: in MSSTNet, each T-Former's output vs the CNN map it reads, at the same resolution;
+    ``vs control``: MSSTNet's CNN maps vs the matched control's (same frozen backbone, same layer)."""
+    rows = [{"comparison": "within " + msst, **paired(scores, (msst, tf), (msst, low))}
+            for low, tf in same_scale_pairs(model)]
+    rows += [{"comparison": f"{msst} vs {control}", **paired(scores, (msst, f"CNN {s}"), (control, f"CNN {s}"))}
+             for s in model.cfg.stages]
     return pd.DataFrame(rows)
 
 
@@ -164,60 +233,66 @@ def summarize(scores: pd.DataFrame, by: tuple[str, ...] = ("model", "layer")) ->
     return out.drop(columns=["energy_sd", "pointing_sd"]).reset_index()
 
 
-def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str, title: str = ""):
-    """Rows = frames; columns = each model's maps. The columns of the model ``marked`` (the one with
-    T-Formers) get red frames, as the paper boxes them."""
+def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str, title: str = "",
+           predicted: dict[str, str] | None = None):
+    """Rows = frames; columns = each model's maps (with the class it predicts, when ``predicted``
+    is given). The columns of the model ``marked`` (the one with T-Formers) get red frames, as the
+    paper boxes them. A colour bar gives the scale: each map is normalised to [0, 1] per frame."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     cols = [(m, layer) for m, per in cams.items() for layer in per]
     t = rgb.shape[0]
-    fig, axes = plt.subplots(t, len(cols) + 1, figsize=(1.6 * (len(cols) + 1), 1.6 * t), squeeze=False)
+    fig, axes = plt.subplots(t, len(cols) + 1, figsize=(1.6 * (len(cols) + 1) + 0.8, 1.6 * t + 0.5), squeeze=False)
     for r in range(t):
         axes[r, 0].imshow(rgb[r])
         axes[r, 0].set_ylabel(f"frame {r + 1}", fontsize=8)
         for c, (m, layer) in enumerate(cols, start=1):
             axes[r, c].imshow(show_cam_on_image(rgb[r].astype(np.float32) / 255, cams[m][layer][r], use_rgb=True))
             if r == 0:
-                axes[r, c].set_title(f"{m}\n{layer}", fontsize=7)
+                said = f"\npredicts {predicted[m]}" if predicted and m in predicted else ""
+                axes[r, c].set_title(f"{m}{said}\n{layer}", fontsize=7)
             if m == marked:
                 for spine in axes[r, c].spines.values():
                     spine.set(color="red", linewidth=2.5)
-    axes[0, 0].set_title("input", fontsize=7)
+    axes[0, 0].set_title(f"input\n{rgb.shape[1]}x{rgb.shape[2]} px", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    bar = fig.add_axes((0.935, 0.2, 0.015, 0.6))
+    fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=bar).set_label("Grad-CAM (per frame, 0-1)",
+                                                                                  fontsize=7)
+    bar.tick_params(labelsize=6)
     return fig
 
 
 def demo_checkpoints(work: str | Path, annotations: str, root: str) -> tuple[str, str]:
-    """Two tiny one-epoch models (no T-Former; MSSTNet depth 1) for the notebook's smoke defaults."""
+    """Two tiny one-epoch models (the ResNet-18 + GRU control; MSSTNet depth 1) for the notebook's
+    smoke defaults: (control, MSSTNet) checkpoints."""
     from .study import tiny_backbone
     from .train import run
 
     paths = []
     weights = tiny_backbone(Path(work) / "resnet18_tiny.pt")
-    for depths in ((0, 0, 0), (1, 1, 1)):
-        out = Path(work) / f"d{''.join(map(str, depths))}"
+    for variant, depths in (("resnet18-gru", (0, 0, 0)), ("msstnet", (1, 1, 1))):
+        out = Path(work) / variant
         if not (out / "checkpoint.pt").exists() or not (out / "result.json").exists():
-            run(annotations=annotations, root=root, fold=1, frames=4, depths=depths, preset="cpu", epochs=1,
-                work_dir=str(out), overrides={"embed_dim": 32, "num_heads": 4, "backbone_weights": weights},
-                progress=False)
+            run(annotations=annotations, root=root, fold=1, frames=4, depths=depths, variant=variant, preset="cpu",
+                epochs=1, work_dir=str(out), progress=False,
+                overrides={"embed_dim": 32, "num_heads": 4, "baseline_hidden": 32, "backbone_weights": weights})
         paths.append(str(out / "checkpoint.pt"))
     return paths[0], paths[1]
 
 
-def verdict(summary: pd.DataFrame, models: list[str]) -> str:
-    """A plain sentence per CNN scale: does MSSTNet's map sit more on the moving muscles?"""
-    plain, msst = models
+def verdict(table: pd.DataFrame) -> str:
+    """A plain sentence per row of :func:`like_with_like`: what the paired difference supports."""
     lines = []
-    for layer in summary["layer"].unique():
-        if not layer.startswith("CNN"):
-            continue
-        a = summary[(summary["model"] == plain) & (summary["layer"] == layer)].iloc[0]
-        b = summary[(summary["model"] == msst) & (summary["layer"] == layer)].iloc[0]
-        apart = b["energy_in_mask_ci_low"] > a["energy_in_mask_ci_high"] or b["energy_in_mask_ci_high"] < a["energy_in_mask_ci_low"]
-        word = ("more" if b["energy_in_mask"] > a["energy_in_mask"] else "less") if apart else "no clearly different"
-        lines.append(f"{layer}: {msst} puts {b['energy_in_mask']:.3f} of its CAM energy on the moving regions vs "
-                     f"{a['energy_in_mask']:.3f} for {plain} (uniform map: {a['mask_area']:.3f}); pointing game "
-                     f"{b['pointing_hit']:.3f} vs {a['pointing_hit']:.3f} -> {word} focus on the moving muscles "
-                     f"(95% intervals {'do not overlap' if apart else 'overlap'}).")
+    for r in table.itertuples(index=False):
+        word = {"supported": f"{r.a} puts more of its map on the moving muscles",
+                "contradicted": f"{r.a} puts less of its map on the moving muscles",
+                "unresolved": "no clear difference at this size"}[r.verdict]
+        lines.append(f"{r.comparison}: {r.a} {r.energy_in_mask_a:.3f} vs {r.b} {r.energy_in_mask_b:.3f} of the CAM "
+                     f"energy on the moving regions; paired difference {r.diff:+.3f} [{r.ci_low:+.3f}, "
+                     f"{r.ci_high:+.3f}] over {r.clips} clips -> {word}.")
     return "\n".join(lines)

@@ -51,6 +51,11 @@ IDENTITY = "identity"
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the flag and the fix."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython (and so papermill and JupyterLab) show this instead of a traceback into our code:
+        # the message already says what is wrong and what to do.
+        return [f"{type(self).__name__}: {self}"]
+
 
 def flag(name: str) -> str:
     """The command-line flag of a config field (``freeze_backbone`` -> ``--freeze-backbone``)."""

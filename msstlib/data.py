@@ -32,6 +32,22 @@ import sys
 import warnings
 from pathlib import Path
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m msstlib.data",
+                                     description="Build the memory-mapped frame cache of a prepared dataset.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="decode every frame once at --size px into DIR/cache/")
+    c.add_argument("--annotations", required=True, type=Path)
+    c.add_argument("--root", required=True, type=Path)
+    c.add_argument("--size", required=True, type=int, help="model input size in pixels (e.g. 64 for the cpu preset)")
+    c.add_argument("--cache-dir", type=Path, default=None)
+    return parser
+
+
+if __name__ == "__main__":  # flags are checked before torch loads (seconds): a wrong one is reported at once
+    build_parser().parse_args()
+
 import numpy as np
 import pandas as pd
 import torch
@@ -369,14 +385,7 @@ class EpochBatches(torch.utils.data.Sampler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the memory-mapped frame cache of a prepared dataset.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("cache", help="decode every frame once at --size px into DIR/cache/")
-    c.add_argument("--annotations", required=True, type=Path)
-    c.add_argument("--root", required=True, type=Path)
-    c.add_argument("--size", required=True, type=int, help="model input size in pixels (e.g. 64 for the cpu preset)")
-    c.add_argument("--cache-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         index = build_cache(args.annotations, args.root, args.size, args.cache_dir)
     except (ClipError, FileNotFoundError, ValueError) as exc:

@@ -29,6 +29,23 @@ import sys
 import warnings
 from pathlib import Path
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m msstlib.features", description="Build the feature cache of a "
+                                "frozen ResNet-18 for a prepared dataset (every frame and its flip, 16-bit).")
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--backbone-weights", required=True, type=Path, help="the frozen ResNet-18 state dict")
+    p.add_argument("--size", required=True, type=int, help="model input size in pixels (the cpu preset: 64)")
+    p.add_argument("--stages", nargs=3, default=["layer1", "layer2", "layer3"], help="the MELayers' stages")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: the annotations' folder / cache")
+    p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
+    return p
+
+
+if __name__ == "__main__":  # flags are checked before torch loads (seconds): a wrong one is reported at once
+    build_parser().parse_args()
+
 import numpy as np
 import torch
 from torch import nn
@@ -226,16 +243,7 @@ class FeatureInput(nn.Module):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m msstlib.features", description="Build the feature cache of a "
-                                "frozen ResNet-18 for a prepared dataset (every frame and its flip, 16-bit).")
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--root", required=True, type=Path)
-    p.add_argument("--backbone-weights", required=True, type=Path, help="the frozen ResNet-18 state dict")
-    p.add_argument("--size", required=True, type=int, help="model input size in pixels (the cpu preset: 64)")
-    p.add_argument("--stages", nargs=3, default=["layer1", "layer2", "layer3"], help="the MELayers' stages")
-    p.add_argument("--cache-dir", type=Path, default=None, help="default: the annotations' folder / cache")
-    p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if not args.backbone_weights.is_file():
         print(f"error: --backbone-weights {args.backbone_weights}: no such file", file=sys.stderr)
         return 2

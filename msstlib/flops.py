@@ -11,10 +11,25 @@ import argparse
 import json
 import sys
 
+from .config import PRESETS, MSSTConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m msstlib.flops", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
+    parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 12, 16])
+    parser.add_argument("--stages", nargs=3, metavar="STAGE", help="override the three ResNet-18 stages "
+                        "(e.g. layer2 layer3 layer4, the other reading of the paper)")
+    return parser
+
+
+if __name__ == "__main__":  # flags are checked before torch loads (seconds): a wrong one is reported at once
+    build_parser().parse_args()
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import PRESETS, MSSTConfig
 from .model import build_model
 
 # Table 3 of the paper, FLOPs (G) of MSSTNet at each T (depth 2).
@@ -103,13 +118,7 @@ def _fmt(value: float | None, width: int, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
-    parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 12, 16])
-    parser.add_argument("--stages", nargs=3, metavar="STAGE", help="override the three ResNet-18 stages "
-                        "(e.g. layer2 layer3 layer4, the other reading of the paper)")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     cfg = PRESETS[args.preset].model
     if args.stages:
         cfg = cfg.replace(stages=tuple(args.stages))

@@ -20,16 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torchvision.models import resnet18
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
-
-from .data import IMAGENET_MEAN, IMAGENET_STD
-
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -48,6 +38,29 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m msstlib.pretrain", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="where to write the ResNet-18 state dict (.pt)")
+    for name, value in asdict(PretrainConfig()).items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    return p
+
+
+if __name__ == "__main__":  # flags are checked before torch loads (seconds): a wrong one is reported at once
+    build_parser().parse_args()
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet18
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from . import paths as P
+from .data import IMAGENET_MEAN, IMAGENET_STD
 
 
 def render_frames(cfg: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,17 +129,18 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     meta = {"config": asdict(cfg), "held_out_r2_per_dimension": [round(float(v), 4) for v in r2],
             "seconds": round(time.time() - t0, 1), "frames": len(frames)}
     meta_path.write_text(json.dumps(meta, indent=1))
-    print(f"pre-trained backbone -> {out}; held-out R^2 per movement dimension: "
+    print(f"pre-trained backbone -> {P.relative(out)}; held-out R^2 per movement dimension: "
           + " ".join(f"{v:.2f}" for v in r2) + f" ({meta['seconds']} s)")
+    if (r2 < 0).any():
+        print(f"  ({int((r2 < 0).sum())} of {len(r2)} R^2 below 0: worse than predicting each movement's mean. "
+              f"Expected after a short pre-training ({cfg.epochs} epoch(s) on {cfg.clips} clips, e.g. the quick run's "
+              f"smoke test); the study's full pre-training ({PretrainConfig.epochs} epochs on {PretrainConfig.clips} "
+              f"clips) is the one its results use.)")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m msstlib.pretrain", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="where to write the ResNet-18 state dict (.pt)")
-    for name, value in asdict(PretrainConfig()).items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    args = vars(p.parse_args(argv))
+    args = vars(build_parser().parse_args(argv))
     out = args.pop("out")
     pretrain(PretrainConfig(**args), out)
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import paths as P
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
@@ -66,16 +67,13 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def load_study(runs_dir: str | Path) -> pd.DataFrame:
-    """:func:`load_results` for a notebook that needs runs: a relative ``runs_dir`` that does not
-    exist from the working directory is looked up from the repository's ``notebooks/`` folder (the
-    notebooks' own defaults are written from there), and finding no run at all is an error that
-    says where it looked and what to run, never an empty table."""
-    path = Path(runs_dir)
-    if not path.is_absolute() and not path.exists():
-        path = (PAPER.parents[1] / "notebooks" / path).resolve()
+    """:func:`load_results` for a notebook that needs runs: a relative ``runs_dir`` is found from
+    the working directory or else from the repository (:func:`msstlib.paths.resolve`), and finding
+    no run at all is an error that says where it looked and what to run, never an empty table."""
+    path = Path(P.resolve(runs_dir))
     df = load_results(path) if path.is_dir() else pd.DataFrame()
     if len(df) == 0:
-        raise FileNotFoundError(f"no result.json under {path.resolve()}: run the study first (`make reproduce`, or "
+        raise FileNotFoundError(f"no result.json under {path}: run the study first (`make reproduce`, or "
                                 f"`python -m msstlib.study --dataset synthetic`), or pass the folder that holds its runs "
                                 f"(papermill ... -p runs_dir PATH)")
     return df
@@ -236,8 +234,12 @@ def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None, family: tup
     s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames", "config_id"], value_vars=list(EMOTIONS),
                                                       var_name="class", value_name="accuracy")
     ax = ax or plt.gca()
-    sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
     ax.set(ylabel="accuracy (%)", xlabel="", title=f"per-class accuracy, depths {depths} ({label})")
+    if len(s) == 0:  # an empty panel would look like a plotting failure
+        ax.text(0.5, 0.5, f"no MSSTNet depths {depths} run in this study", ha="center", va="center",
+                transform=ax.transAxes)
+        return ax
+    sns.barplot(data=s, x="class", y="accuracy", hue="frames", ax=ax)
     return ax
 
 
@@ -262,13 +264,21 @@ def plot_confusion(result: dict, ax=None, normalize: bool = True):
     return ax
 
 
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The view a reader gets (notebook and Markdown): columns with no value at all (a std over a
+    single fold) are left out, except a claim's interval, whose absence is the point ("no interval
+    from one unit")."""
+    keep = {"ci_low", "ci_high", "mde"}
+    return table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
+
+
 def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) -> None:
-    """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``."""
+    """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``; a table
+    without rows says so instead of showing a bare caption."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
-    # Columns with no value at all (a std over a single fold) are left out of the Markdown view,
-    # except a claim's interval: its absence is the point ("no interval from one unit").
-    keep = {"ci_low", "ci_high", "mde"}
-    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
-    (out / f"{name}.md").write_text(f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")
+    body = (readable(table).to_markdown(index=False, floatfmt=".2f") if len(table) else
+            "_No rows: this study's grid has none of the runs this table needs (the quick run's grid is a subset "
+            "of the full one)._")
+    (out / f"{name}.md").write_text(f"{note}\n\n{body}\n")

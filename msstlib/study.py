@@ -39,10 +39,13 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as C
+from . import paths as P
+from .notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -96,9 +99,10 @@ def grid(dataset: str, folds: list[int] | None = None, split: str | None = None,
 
     places = [(f, None) for f in (folds or [1])] if dataset != "ferv39k" else [(None, split or "train")]
     base = table1_variants()
-    if quick:
-        base = [r for r in base if r["frames"] == 4 and r["depths"] in ((0, 0, 0), (1, 1, 1))]
-        base += [{"frames": 8, "depths": (1, 1, 1), "variant": "msstnet"}]
+    if quick:  # the temporal-mean baseline, MSSTNet at T=4 and 8, and the Grad-CAM control (the GRU)
+        base = [r for r in base if r["frames"] == 4 and (r["variant"] == "resnet18-mean" or r["depths"] == (1, 1, 1))]
+        base += [{"frames": 4, "depths": (0, 0, 0), "variant": "resnet18-gru"},
+                 {"frames": 8, "depths": (1, 1, 1), "variant": "msstnet"}]
     rows = []
     for fold, sp in places:
         for r in base:
@@ -161,26 +165,32 @@ def row_done(study: Study, row: Row) -> bool:
     return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
 
 
+def row_parameters(study: Study, row: Row) -> dict:
+    """``train_eval.ipynb``'s parameters for one row, its paths recorded repository-relative (the
+    executed notebook is committed with them, DESIGN.md §7)."""
+    over = study.overrides(row)
+    if over.get("backbone_weights"):
+        over = {**over, "backbone_weights": P.relative(over["backbone_weights"])}
+    return {
+        "annotations": P.relative(study.annotations), "root": P.relative(study.root), "dataset": row.dataset,
+        "fold": row.fold if row.fold is not None else 0, "split": row.split or "",
+        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
+        "epochs": study.epochs or 0, "seed": row.seed, "work_dir": P.relative(study.work_dir(row)), "tag": row.tag,
+        "result_dir": P.relative(study.result_dir(row)), "threads": study.threads, "overrides": json.dumps(over),
+        "show_progress": False,
+    }
+
+
 def run_row(row: Row, study: Study, log_output: bool = False) -> tuple[Row, str | None]:
     """Execute ``train_eval.ipynb`` for one row; returns (row, error or None)."""
-    import papermill as pm
-
-    out, work = study.result_dir(row), study.work_dir(row)
+    out = study.result_dir(row)
     if row_done(study, row):
         return row, None
     out.mkdir(parents=True, exist_ok=True)
     (out / "error.txt").unlink(missing_ok=True)
-    params = {
-        "annotations": study.annotations, "root": study.root, "dataset": row.dataset,
-        "fold": row.fold if row.fold is not None else 0, "split": row.split or "",
-        "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
-        "epochs": study.epochs or 0, "seed": row.seed, "work_dir": str(work), "tag": row.tag,
-        "result_dir": str(out), "threads": study.threads, "overrides": json.dumps(study.overrides(row)),
-        "show_progress": False,
-    }
     try:
-        pm.execute_notebook(str(NOTEBOOKS / "train_eval.ipynb"), str(out / "train_eval.ipynb"), parameters=params,
-                            cwd=str(NOTEBOOKS), progress_bar=False, log_output=log_output, kernel_name="python3")
+        execute(NOTEBOOKS / "train_eval.ipynb", out / "train_eval.ipynb", row_parameters(study, row),
+                log_output=log_output)
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
         if row.probe and (out / "diverged.json").exists():
             return row, None  # the probe's outcome: recorded in diverged.json and shown in the tables
@@ -251,16 +261,6 @@ def all_landed(study: Study, folders: list[str]) -> bool:
     return all((runs / f / "result.json").exists() or (runs / f / "diverged.json").exists() for f in folders)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 LIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                      "REQUEUE_HOLD", "REQUEUE_FED"}
 
@@ -268,7 +268,7 @@ LIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETIN
 def job_state(record: dict) -> str | None:
     """``"running"`` / ``"queued"`` for a live job, None when it is gone or unknown."""
     if record.get("executor") == "local":
-        alive = record.get("host") == socket.gethostname() and _pid_alive(int(record.get("job_id", 0)))
+        alive = record.get("host") == socket.gethostname() and P.pid_alive(int(record.get("job_id", 0)))
         return "running" if alive else None
     if record.get("executor") == "slurm":
         import logging
@@ -428,9 +428,12 @@ def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argpa
 # ------------------------------------------------------------------------------------ data, tables
 
 
-def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
-    import papermill as pm
+def is_smoke(results: Path) -> bool:
+    """The quick run's results (``results/<dataset>-quick``): every table and figure says so."""
+    return Path(results).name.endswith("-quick")
 
+
+def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
     lock_path = results / ".tables.lock"
     if lock:
         try:
@@ -439,26 +442,27 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         except FileExistsError:
             return  # another job is rendering them
     try:
-        pm.execute_notebook(str(NOTEBOOKS / "tables.ipynb"), str(results / "tables.ipynb"),
-                            parameters={"runs_dir": str(results / "runs"), "tables_dir": str(results / "tables"),
-                                        "dataset": dataset, "figures_dir": str(results / "figures")},
-                            cwd=str(NOTEBOOKS), progress_bar=False)
+        with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
+            execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
+                    {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
+                     "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results)},
+                    progress_bar=not lock)
     finally:
         if lock:
             lock_path.unlink(missing_ok=True)
 
 
 def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
-    """``gradcam.ipynb`` on the study's T=4 model without T-Formers and its MSSTNet (depth 1), fold 1
-    (or the first fold run), seed 0: Fig. 3 analogues and scores under ``results/{figures,tables}``.
+    """``gradcam.ipynb`` on the study's T=4 MSSTNet (depth 1) and its matched control (ResNet-18 +
+    GRU on the same features), fold 1 (or the first fold run), seed 0: Fig. 3 analogues and paired
+    scores under ``results/{figures,tables}``.
     ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test)."""
-    import papermill as pm
 
-    def pick(depths):
-        found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == "msstnet"
+    def pick(depths, variant="msstnet"):
+        found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == variant
                  and r.seed == 0 and not r.tag]
         if not found:
-            raise FileNotFoundError(f"the study's grid has no T=4 depths {depths} row")
+            raise FileNotFoundError(f"the study's grid has no T=4 {variant} depths {depths} row")
         row, ckpt = found[0], study.work_dir(found[0]) / "checkpoint.pt"
         if not ckpt.exists():
             if not row_done(study, row):
@@ -481,13 +485,34 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
                 overrides={**study.overrides(row), **same_input}, progress=False, tag=row.tag)
         return str(ckpt), row.fold or 1
 
-    (plain, fold), (msst, _) = pick((0, 0, 0)), pick((1, 1, 1))
+    # The control is trained and of comparable accuracy (the ResNet-18 + GRU on the same frozen
+    # features), never the model without T-Formers, which sits near chance on SynDFER (issue 10).
+    (control, fold), (msst, _) = pick((0, 0, 0), "resnet18-gru"), pick((1, 1, 1))
     results = Path(study.results)
-    pm.execute_notebook(str(NOTEBOOKS / "gradcam.ipynb"), str(results / "gradcam.ipynb"), cwd=str(NOTEBOOKS),
-                        progress_bar=False,
-                        parameters={"annotations": study.annotations, "root": study.root, "fold": fold,
-                                    "plain_checkpoint": plain, "msst_checkpoint": msst, "max_clips": max_clips,
-                                    "figures_dir": str(results / "figures"), "tables_dir": str(results / "tables")})
+    clips = f"{max_clips} test clips" if max_clips else "every test clip"
+    with step(f"Grad-CAM: gradcam.ipynb on fold {fold}, scoring {clips} -> {P.relative(results / 'figures')}"):
+        execute(NOTEBOOKS / "gradcam.ipynb", results / "gradcam.ipynb",
+                {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": fold,
+                 "control_checkpoint": P.relative(control), "msst_checkpoint": P.relative(msst),
+                 "max_clips": max_clips,
+                 "figures_dir": P.relative(results / "figures"), "tables_dir": P.relative(results / "tables"),
+                 "smoke": is_smoke(results)}, progress_bar=True)
+
+
+def where(results: Path) -> None:
+    """The last thing a study prints: where its tables, figures and notebooks are."""
+    results = Path(results)
+    label = ("SMOKE TEST results (QUICK=1: short training on a small SynDFER; they check the pipeline, they "
+             "are not results)" if is_smoke(results) else "Results")
+    print(f"\n{label}, in {P.relative(results)}/:")
+    for name, folder, pattern, what in (("tables", results / "tables", "*.md", "Markdown and CSV"),
+                                        ("figures", results / "figures", "*.png", "PNG"),
+                                        ("notebooks", results, "*.ipynb", "executed; open them in JupyterLab")):
+        found = sorted(p.name for p in folder.glob(pattern))
+        shown = ", ".join(found[:6]) + (f", ... ({len(found)} in all)" if len(found) > 6 else "")
+        print(f"  {name:9s} {P.relative(folder)}/  ({what}): {shown or 'none yet'}")
+    print(f"  runs      {P.relative(results / 'runs')}/  ({len(list(results.glob('runs/*/result.json')))} "
+          f"result.json)", flush=True)
 
 
 def backbone_path(quick: bool) -> Path:
@@ -495,36 +520,53 @@ def backbone_path(quick: bool) -> Path:
     return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
 
 
+@contextmanager
+def step(what: str):
+    """Say what a long step does before it starts and how long it took after (the study talks)."""
+    print(f"==> {what}", flush=True)
+    t0 = time.time()
+    yield
+    print(f"    done in {time.time() - t0:.0f} s", flush=True)
+
+
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True) -> tuple[str, str]:
     """Generate SynDFER, prepare it like DFEW, cache its frames and pre-train the backbone (each step
     skipped when already done). Returns (annotations, root)."""
     py = sys.executable
     if not (data / "syndfer_params.json").exists():
-        subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0"],
-                       check=True, cwd=ROOT)
+        with step(f"SynDFER: rendering {clips} clips into {P.relative(data)}"):
+            subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0"],
+                           check=True, cwd=ROOT)
     ann = data / "prepared" / "annotations.csv"
     if not ann.exists():
-        subprocess.run([py, "-m", "data_prep.dfew", "--root", str(data), "--out", str(ann.parent)], check=True, cwd=ROOT)
+        with step("SynDFER: annotations in DFEW's layout (data_prep.dfew)"):
+            subprocess.run([py, "-m", "data_prep.dfew", "--root", str(data), "--out", str(ann.parent)], check=True,
+                           cwd=ROOT)
     if not (ann.parent / "cache" / "index_64px.json").exists():
-        subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
-                        "--size", "64"], check=True, cwd=ROOT)
+        with step("frame cache: decoding every frame once at 64 px"):
+            subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
+                            "--size", "64"], check=True, cwd=ROOT)
     if pretrain:
         pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
-        subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True, cwd=ROOT)
+        with step("backbone: pre-training the ResNet-18 on single frames" + (" (quick: 1 epoch, 400 clips)"
+                                                                              if quick else "")):
+            subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True,
+                           cwd=ROOT)
         if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
-            subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
-                            "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True, cwd=ROOT)
+            with step("feature cache: the frozen backbone's outputs for every frame and its flip"):
+                subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
+                                "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True,
+                               cwd=ROOT)
     return str(ann), str(data)
 
 
 def overview(annotations: str, root: str, results: Path) -> None:
     """``data_overview.ipynb`` on the study's data: figures under ``results/figures``."""
-    import papermill as pm
-
     results.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NOTEBOOKS / "data_overview.ipynb"), str(results / "data_overview.ipynb"),
-                        parameters={"annotations": annotations, "root": root, "figures_dir": str(results / "figures")},
-                        cwd=str(NOTEBOOKS), progress_bar=False)
+    with step(f"data overview: data_overview.ipynb -> {P.relative(results / 'data_overview.ipynb')}"):
+        execute(NOTEBOOKS / "data_overview.ipynb", results / "data_overview.ipynb",
+                {"annotations": P.relative(annotations), "root": P.relative(root),
+                 "figures_dir": P.relative(results / "figures")}, progress_bar=True)
 
 
 def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[str, str]:
@@ -640,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     if listing and not Path(annotations).exists():
         for row in rows:
             print(f"{row.name:44s} todo  (data not prepared yet: no run id)")
-        print(f"{len(rows)} rows -> {results}/runs")
+        print(f"{len(rows)} rows -> {P.relative(results / 'runs')}")
         return 0
     try:
         folders = [study.folder(row) for row in rows]  # also checks every row's configuration
@@ -654,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("done" if row_done(study, row) else "todo"), "")
             counts[state] = counts.get(state, 0) + 1
             print(f"{folder:56s} {state:8s} {detail}")
-        print(f"{len(rows)} rows -> {results}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        print(f"{len(rows)} rows -> {P.relative(results / 'runs')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         return 0
     if args.figures:
         try:
@@ -662,13 +704,14 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"figures -> {results / 'figures'}; scores -> {results / 'tables'}")
+        where(results)
         return 0
     if args.collect:
         missing = sum(not row_done(study, row) for row in rows)
         render_tables(results, args.dataset)
-        print(f"tables -> {results / 'tables'}" + (f" ({missing} of {len(rows)} rows have not landed yet)"
-                                                    if missing else ""))
+        if missing:
+            print(f"({missing} of {len(rows)} rows have not landed yet)")
+        where(results)
         return 0
 
     states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
@@ -687,12 +730,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = [folder for folder, error in outcomes if error is not None]
     try:
         render_tables(results, args.dataset)
-        print(f"tables -> {results / 'tables'}")
     except Exception as exc:
         print(f"tables.ipynb failed: {exc}", file=sys.stderr)
         failures.append("tables")
     print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
           f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
+    where(results)
     return 1 if failures else 0
 
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import config as C
+from . import paths as P
 from .config import PRESETS, ConfigError, DataConfig, MSSTConfig, TrainConfig  # noqa: F401 (re-exported)
 
 EXIT_NAN = 3
@@ -253,6 +254,16 @@ def _restore_rng(ckpt: dict, device) -> None:
         torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
 
 
+def recorded_config(model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig, spec: RunSpec) -> dict:
+    """The configuration as ``result.json`` records it: its paths repository-relative
+    (:func:`msstlib.paths.relative`), so that committed results hold no machine paths."""
+    config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "data": asdict(data_cfg), "run": asdict(spec)}
+    config["model"]["backbone_weights"] = P.relative(model_cfg.backbone_weights) or None
+    for key in ("annotations", "root", "out"):
+        config["run"][key] = P.relative(config["run"][key])
+    return config
+
+
 def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
               resume: bool = False, progress: bool = True) -> dict:
     """Train and evaluate one configuration; return (and, on rank 0, write) the result dictionary."""
@@ -307,7 +318,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
     model = model.to(device, memory_format=torch.channels_last if train_cfg.channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, train_cfg)
 
-    config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "data": asdict(data_cfg), "run": asdict(spec)}
+    config = recorded_config(model_cfg, train_cfg, data_cfg, spec)
     start_epoch, log_rows, wall_before = 0, [], 0.0
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
@@ -455,12 +466,34 @@ def _nan_message(value: float, epoch: int, step: int, ckpt_path: Path) -> str:
             f"({ckpt_path}, after epoch {epoch}) is kept. Lower --lr or set --grad-clip.")
 
 
-def infer_dataset(annotations: str, root: str) -> str:
-    path = Path(annotations)
+def check_inputs(annotations: str, root: str) -> tuple[str, str]:
+    """The annotations file and the dataset root, found (:func:`msstlib.paths.resolve`) and checked
+    before anything is written (no --out folder, no checkpoint): the file, the root, and the first
+    clip under the root. Errors name the values as given."""
+    import csv
+
+    path, folder = Path(P.resolve(annotations)), Path(P.resolve(root))
     if not path.is_file():
-        raise FileNotFoundError(f"--annotations {annotations}: no such file; prepare the dataset first "
-                                f"(python -m data_prep.dfew --root ROOT --out DIR writes DIR/annotations.csv)")
-    header = path.open().readline().strip().split(",")
+        raise ConfigError(f"--annotations {annotations}: no such file; prepare the dataset first "
+                          f"(python -m data_prep.dfew --root ROOT --out DIR writes DIR/annotations.csv). "
+                          f"Nothing was written")
+    if not folder.is_dir():
+        raise ConfigError(f"--root {root}: no such folder; give the dataset root that the clip paths in "
+                          f"{annotations} are relative to. Nothing was written")
+    with path.open(newline="") as f:
+        first = next(csv.DictReader(f), None)
+    if first is None or "clip" not in first:
+        raise ConfigError(f"--annotations {annotations}: no clip rows (or no 'clip' column); re-run data_prep "
+                          f"to rewrite it. Nothing was written")
+    if not (folder / first["clip"]).exists():
+        raise ConfigError(f"--root {root}: its first clip {first['clip']} (line 2 of {annotations}) is not "
+                          f"there; give the root the annotations were prepared from. Nothing was written")
+    return str(path), str(folder)
+
+
+def infer_dataset(annotations: str, root: str) -> str:
+    check_inputs(annotations, root)
+    header = Path(annotations).open().readline().strip().split(",")
     if "split" in header:
         return "ferv39k"
     return "synthetic" if (Path(root) / "syndfer_params.json").exists() else "dfew"
@@ -480,6 +513,9 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
     over = dict(overrides or {})
     if threads:
         over["threads"] = threads
+    if over.get("backbone_weights"):  # inputs may be recorded repository-relative (msstlib.paths)
+        over["backbone_weights"] = P.resolve(over["backbone_weights"])
+    annotations, root = check_inputs(annotations, root)
     model_cfg, train_cfg, data_cfg = C.resolve(preset, frames=frames, depths=depths, variant=variant, epochs=epochs,
                                                overrides=over)
     spec = RunSpec(annotations=str(annotations), root=str(root), out=str(work_dir),
@@ -583,6 +619,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[MSSTConfig, TrainConfig
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_inputs(args.annotations, args.root)
         model_cfg, train_cfg, data_cfg = configs_from_args(args)
         spec = RunSpec(annotations=args.annotations, root=args.root, out=args.out,
                        dataset=args.dataset or infer_dataset(args.annotations, args.root), fold=args.fold,

@@ -68,16 +68,22 @@ def test_score_energy_and_pointing():
     assert cam.score(cams, np.zeros_like(masks)) == {}
 
 
-def test_measure_and_summary_on_a_tiny_synthetic(tmp_path):
+def test_measure_summary_and_like_with_like_on_a_tiny_synthetic(tmp_path):
+    """The Grad-CAM comparison was MSSTNet against a model at chance, with paired per-clip scores
+    compared as if independent (issue 10): now a trained control and paired differences."""
+    from msstlib.claims import interval
     from msstlib.study import tiny_synthetic
 
     ann, root = tiny_synthetic(tmp_path / "d")
-    plain, msst = cam.demo_checkpoints(tmp_path / "w", ann, root)
-    models = {"plain": cam.load_checkpoint(plain)[0], "msst": cam.load_checkpoint(msst)[0]}
-    assert models["plain"].cfg.depths == (0, 0, 0)
+    control, msst = cam.demo_checkpoints(tmp_path / "w", ann, root)
+    models = {"msst": cam.load_checkpoint(msst)[0], "gru": cam.load_checkpoint(control)[0]}
+    assert models["gru"].cfg.variant == "resnet18-gru"
     src = cam.ClipSource(ann, root, 1, 4, 64)
     scores = cam.measure(models, src, max_clips=6, progress=False)
-    assert set(scores["layer"]) >= {"CNN layer1", "CNN layer2", "CNN layer3", "T-Former3 out"}
+    msst_layers = set(scores[scores["model"] == "msst"]["layer"])
+    assert msst_layers == {"CNN layer1", "CNN layer2", "CNN layer3", "T-Former1 out", "T-Former2 out",
+                           "T-Former3 out", "CNN layer1 at 4x4", "CNN layer2 at 4x4", "CNN layer3 at 4x4"}
+    assert set(scores[scores["model"] == "gru"]["layer"]) == {"CNN layer1", "CNN layer2", "CNN layer3"}
     s = cam.summarize(scores)
     # The interval is mean +- 1.96 sd / sqrt(clips) of the per-clip scores, recomputed here by hand.
     for (model, layer), group in scores.groupby(["model", "layer"]):
@@ -88,8 +94,24 @@ def test_measure_and_summary_on_a_tiny_synthetic(tmp_path):
         assert (row["energy_in_mask_ci_low"], row["energy_in_mask_ci_high"]) == pytest.approx(
             (values.mean() - half, values.mean() + half))
     assert s["energy_in_mask"].between(0, 1).all() and s["mask_area"].between(0, 1).all()
-    text = cam.verdict(s, ["plain", "msst"])
-    assert text.count("CNN layer") == 3
+    like = cam.like_with_like(scores, "msst", "gru", models["msst"])
+    assert list(like["comparison"]) == ["within msst"] * 3 + ["msst vs gru"] * 3
+    # Paired by clip: the difference of the per-clip scores, not of two independent means.
+    first = like.iloc[0]
+    a = scores[(scores["model"] == "msst") & (scores["layer"] == "T-Former1 out")].set_index("clip")["energy_in_mask"]
+    b = scores[(scores["model"] == "msst") & (scores["layer"] == "CNN layer1 at 4x4")].set_index("clip")[
+        "energy_in_mask"]
+    mean, low, high, _ = interval((a - b[a.index]).to_numpy())
+    assert (first["diff"], first["ci_low"], first["ci_high"]) == pytest.approx((mean, low, high))
+    assert cam.verdict(like).count("\n") == 5
+
+
+def test_a_cnn_map_on_the_patch_grid_is_constant_within_each_cell():
+    cams = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    g = cam.on_grid(cams, 4)
+    assert g.shape == cams.shape and g.min() >= 0 and g.max() <= 1 + 1e-6
+    same = cam.on_grid(np.kron(np.arange(16, dtype=np.float32).reshape(4, 4), np.ones((16, 16)))[None], 4)[0]
+    assert same[8, 8] < same[8, 24] < same[8, 40]  # the cells' order survives the resampling
 
 
 def test_without_masks_the_source_gives_the_figure_only(tmp_path):
@@ -103,3 +125,28 @@ def test_without_masks_the_source_gives_the_figure_only(tmp_path):
     assert not src.has_masks
     x, y, rgb, masks, idx = src.get(0)
     assert masks is None and rgb.shape == (4, 64, 64, 3) and x.shape == (4, 3, 64, 64)
+
+
+def test_a_stage_without_t_former_blocks_has_no_t_former_map():
+    """The figure showed a "T-Former3 out" column for the model that has no T-Former (issue 11)."""
+    plain = MSSTNet(CFG.replace(depths=(0, 0, 0))).eval()
+    partial = MSSTNet(CFG.replace(depths=(1, 0, 1))).eval()
+    assert not any(name.startswith("T-Former") for name in cam.layers_of(plain))
+    assert [n for n in cam.layers_of(partial) if n.startswith("T-Former")] == ["T-Former1 out", "T-Former3 out"]
+
+
+def test_the_figure_has_a_colour_bar_and_says_what_each_model_predicts(model):
+    """No colour bar, no predicted label, and 64-px frames titled clip_224x224 (issue 11)."""
+    import matplotlib.pyplot as plt
+
+    frames = torch.randn(2, 3, 64, 64)
+    maps = {"MSSTNet 111": cam.clip_cams(model, frames, 1, layers=["CNN layer1", "T-Former1 out"])}
+    rgb = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    pred = cam.predict(model, frames)
+    assert pred == int(model(frames[None]).argmax())
+    fig = cam.figure(rgb, maps, marked="MSSTNet 111", predicted={"MSSTNet 111": "Happy"}, title="t")
+    assert len(fig.axes) == 2 * 3 + 1  # frames x (input + 2 maps), and the colour bar
+    assert "Grad-CAM" in fig.axes[-1].get_ylabel()
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert "64x64 px" in titles[0] and all("predicts Happy" in t for t in titles[1:])
+    plt.close(fig)

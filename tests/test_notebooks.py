@@ -37,3 +37,76 @@ def test_notebook_has_a_parameters_cell_and_no_outputs(path):
         if cell["cell_type"] == "code":
             assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, \
                 "source notebooks are committed without outputs"
+
+
+# --------------------------------------------------------------- papermill as its users use it
+
+
+def _papermill(tmp_path, *args):
+    import subprocess
+    import sys
+
+    papermill = Path(sys.executable).with_name("papermill")
+    return subprocess.run([str(papermill), "notebooks/train_eval.ipynb", str(tmp_path / "out.ipynb"),
+                           "--no-progress-bar", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_papermill_list_parameters_as_users_type_them(tmp_path):
+    """`-p depths '[2,2,2]'` used to die with `invalid literal for int()` deep in MSSTConfig after a
+    110-line traceback; a missing annotations file with a 114-line pandas traceback (issue 11). Here
+    the list is accepted (the run gets as far as its data) and the data error is one line."""
+    proc = _papermill(tmp_path, "-p", "depths", "[0,0,1]", "-p", "annotations", "nowhere.csv", "-p", "root", ".")
+    assert proc.returncode != 0
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("ConfigError")]
+    assert line and "--annotations nowhere.csv: no such file" in line[0] and "Nothing was written" in line[0]
+    assert "invalid literal" not in proc.stderr and "pandas" not in proc.stderr
+
+
+def test_papermill_rejects_a_wrong_list_in_one_line_naming_the_forms(tmp_path):
+    proc = _papermill(tmp_path, "-p", "depths", "2;2")
+    lines = [ln for ln in proc.stderr.splitlines() if "depths" in ln]
+    assert proc.returncode != 0 and len(lines) == 1
+    assert "-p depths '[2,2,2]'" in lines[0] and "-y 'depths: [2,2,2]'" in lines[0]
+
+
+def test_parameter_forms():
+    from msstlib import notebooks as N
+    from msstlib.config import ConfigError
+
+    for value in ([2, 2, 2], (2, 2, 2), "[2,2,2]", "2,2,2", "2 2 2", "(2, 2, 2)", "[2, 2, 2]"):
+        assert N.int_list("depths", value, 3) == [2, 2, 2]
+    for value in ("2;2", "[2,2]", "a,b,c", None):
+        with pytest.raises(ConfigError, match="parameter depths"):
+            N.int_list("depths", value, 3)
+    assert N.mapping("overrides", '{"lr": 0.01}') == {"lr": 0.01} == N.mapping("overrides", {"lr": 0.01})
+    assert N.mapping("overrides", "") == {}
+    with pytest.raises(ConfigError, match="JSON object"):
+        N.mapping("overrides", "lr=0.01")
+    assert N.boolean("show_progress", "false") is False and N.boolean("show_progress", True) is True
+    with pytest.raises(ConfigError):
+        N.boolean("show_progress", "maybe")
+
+
+def test_execute_is_quiet_and_records_no_machine_paths(tmp_path, capfd, monkeypatch):
+    """Each row printed "Kernel is running over TCP without encryption" and, on shutdown,
+    "KeyboardInterrupt caught in kernel"; papermill recorded absolute input and output paths."""
+    import nbformat
+
+    from msstlib import notebooks as N
+    from msstlib import paths as P
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import os\nprint(x * 2, os.getcwd())")]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    monkeypatch.setattr(P, "REPO", tmp_path)
+    N.execute(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {"x": 21})
+    captured = capfd.readouterr()
+    noise = captured.out + captured.err
+    assert "without encryption" not in noise and "KeyboardInterrupt" not in noise
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[-1].outputs[0]["text"].split() == ["42", str(tmp_path)]  # runs in the repository root
+    assert out.metadata["papermill"]["input_path"] == "in.ipynb"
+    assert out.metadata["papermill"]["output_path"] == "out.ipynb"

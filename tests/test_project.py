@@ -52,3 +52,16 @@ def test_progress_bars_render_as_widgets_in_jupyterlab():
         from tqdm.notebook import tqdm
 
         tqdm(total=1, disable=False).close()
+
+
+def test_short_pre_training_explains_its_negative_r2(tmp_path, capsys):
+    """The quick backbone printed eight negative R^2 values without comment (issue 11)."""
+    import json
+
+    from msstlib.pretrain import PretrainConfig, pretrain
+
+    pretrain(PretrainConfig(clips=35, frames_per_clip=1, epochs=1, batch_size=8), tmp_path / "r18.pt", progress=False)
+    out = capsys.readouterr().out
+    r2 = json.loads((tmp_path / "r18.json").read_text())["held_out_r2_per_dimension"]
+    assert min(r2) < 0  # a few frames and one epoch: worse than the mean on some movement
+    assert "below 0: worse than predicting each movement's mean" in out

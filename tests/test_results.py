@@ -6,10 +6,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from msstlib import results as R  # noqa: E402
 from msstlib.labels import EMOTIONS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(runs, name, **kw):
@@ -89,6 +92,53 @@ def test_tables_notebook_without_runs_fails_saying_where_it_looked(tmp_path):
 def test_load_study_finds_the_default_runs_from_any_working_directory(tmp_path, monkeypatch):
     from msstlib import results as R
 
-    monkeypatch.chdir(tmp_path)  # "../results/synthetic/runs" means nothing from here
-    df = R.load_study("../results/synthetic/runs")
+    monkeypatch.chdir(tmp_path)  # "results/synthetic/runs" means nothing from here: found from the repository
+    df = R.load_study("results/synthetic/runs")
     assert len(df) > 0 and set(df["dataset"]) == {"synthetic"}
+
+
+def test_an_empty_table_says_so_instead_of_a_bare_caption(tmp_path):
+    """Three quick-run tables held only their caption (issue 11)."""
+    R.write_table(pd.DataFrame(columns=["config", "war"]), tmp_path, "seed_spread", "NOTE")
+    text = (tmp_path / "seed_spread.md").read_text()
+    assert text.startswith("NOTE") and "No rows" in text
+
+
+def test_a_missing_row_gives_a_panel_that_says_so(tmp_path):
+    """The per-class panel was empty when its row was missing (issue 11)."""
+    import matplotlib.pyplot as plt
+
+    runs = tmp_path / "runs"
+    _write(runs, "a", preset="cpu", epochs=5, fold=1, frames=4, depths=[1, 1, 1], war=0.5, uar=0.4, config_id="c")
+    ax = R.per_class_bars(R.load_results(runs))
+    assert any("no MSSTNet depths 2-2-2 run" in t.get_text() for t in ax.texts)
+    plt.close(ax.figure)
+
+
+def test_readable_drops_empty_columns_but_keeps_a_claims_interval():
+    t = pd.DataFrame({"war": [55.3], "war_std": [float("nan")], "ci_low": [float("nan")]})
+    assert list(R.readable(t).columns) == ["war", "ci_low"]
+
+
+def test_tables_notebook_shows_whole_tables_with_readable_numbers_and_labels_smoke_runs(tmp_path):
+    """Table 3 was cut at 26 columns, Table 1 printed six-decimal floats, and nothing said
+    "smoke test" on the quick run's tables (issue 11)."""
+    import re
+
+    import nbformat
+
+    from msstlib import notebooks as N
+
+    N.execute(ROOT / "notebooks" / "tables.ipynb", tmp_path / "out.ipynb",
+              {"runs_dir": "results/synthetic/runs", "tables_dir": str(tmp_path / "tables"), "smoke": "true"})
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    def text(cell):
+        return "\n".join("".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", ""))
+                         for o in cell.outputs)
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    shown = "\n".join(text(c) for c in code)
+    assert "SMOKE TEST" in shown and (tmp_path / "tables" / "table1.md").read_text().startswith("SMOKE TEST")
+    table3 = text(next(c for c in code if "R.table3(df)" in c.source))
+    assert table3 and "..." not in table3  # every column shown
+    assert not re.search(r"\d\.\d{6}", shown)  # no six-decimal floats

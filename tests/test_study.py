@@ -365,3 +365,22 @@ def test_local_executor_runs_the_quick_grid_through_submitit_and_resumes_killed_
     assert (res / "tables" / "table1.csv").exists()
     status = subprocess.run(cmd + ["--status"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "4 rows" in status.stdout and "4 done" in status.stdout
+
+
+def test_a_study_ends_by_saying_where_its_results_are_and_labels_a_smoke_test(tmp_path, capsys):
+    """The quick run ended on "make[1]: Leaving directory" without saying where the results were,
+    and nothing said its numbers were a smoke test (issue 11)."""
+    from msstlib import study as S
+
+    quick = tmp_path / "synthetic-quick"
+    (quick / "tables").mkdir(parents=True)
+    (quick / "tables" / "table1.md").write_text("x")
+    (quick / "figures").mkdir()
+    (quick / "figures" / "gradcam_happy.png").write_bytes(b"")
+    S.where(quick)
+    out = capsys.readouterr().out
+    assert "SMOKE TEST" in out and "table1.md" in out and "gradcam_happy.png" in out
+    S.where(tmp_path / "synthetic")
+    assert "SMOKE TEST" not in capsys.readouterr().out
+    makefile = (Path(S.ROOT) / "Makefile").read_text()
+    assert "--no-print-directory figures" in makefile

@@ -286,3 +286,24 @@ def test_two_process_gloo_run_matches_one_process(tiny, r18, tmp_path):
     wb = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["model"]
     worst = max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
     assert worst < 1e-3, worst
+
+
+@pytest.mark.parametrize("case", ["annotations", "root", "wrong-root", "fold", "frames"])
+def test_bad_data_flags_fail_in_one_line_before_writing_anything(case, tiny, r18, tmp_path, capsys):
+    """A missing annotations file printed a bare `[Errno 2]` (with --dataset given) and a wrong
+    --root failed inside the DataLoader after creating --out (issue 11)."""
+    ann, root = tiny
+    out = tmp_path / "o"
+    args = {"annotations": ann, "root": root, "fold": "1", "frames": "4"}
+    args.update({"annotations": {"annotations": str(tmp_path / "nope.csv")}, "root": {"root": str(tmp_path / "x")},
+                 "wrong-root": {"root": str(tmp_path)}, "fold": {"fold": "9"}, "frames": {"frames": "32"}}[case])
+    argv = [a for k, v in args.items() for a in (f"--{k}", v)]
+    argv += ["--dataset", "synthetic", "--preset", "cpu", "--backbone-weights", r18, "--out", str(out),
+             "--no-progress", "--epochs", "1"]
+    assert T.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    flag = {"annotations": "--annotations", "root": "--root", "wrong-root": "--root", "fold": "fold 9",
+            "frames": "--frames 32"}[case]
+    assert flag in err[0] and "Errno" not in err[0]
+    assert not out.exists()

@@ -1,0 +1,130 @@
+"""Running our notebooks with papermill: quietly, with results that travel, and with parameters
+typed as papermill users type them.
+
+Every notebook the study runs goes through :func:`execute`, which differs from a bare
+``papermill.execute_notebook`` in three ways, each something a user saw on a run that succeeded:
+
+* The kernel is reached over IPC sockets in Jupyter's private runtime folder
+  (:class:`LocalKernelManager`), not TCP ports, so ipykernel does not warn per row that it "is
+  running over TCP without encryption" (true, and alarming, on a shared machine), and parallel rows
+  never race for ports.
+* The kernel is shut down without the SIGINT that jupyter_client sends before its shutdown
+  request; on a notebook that has finished, that interrupt only made the kernel log
+  ``ERROR | KeyboardInterrupt caught in kernel``. A kernel still busy is killed as before.
+* The paths papermill records in the output's metadata are made repository-relative
+  (:func:`msstlib.paths.relative`), like the parameters the callers pass; the kernel runs in the
+  repository root so that those relative parameters resolve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import default
+
+from . import paths as P
+from .config import ConfigError
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel on this machine over IPC sockets, shut down without a needless interrupt."""
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        # Absolute: the default ("kernel-ipc") would put socket files in the current folder.
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return str(runtime / f"msstlib-{os.getpid()}-{uuid.uuid4().hex[:8]}-ipc")
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:  # the shutdown request follows; a finished notebook needs no SIGINT
+            return
+        await super()._async_interrupt_kernel()
+
+
+def execute(notebook: str | Path, output: str | Path, parameters: dict, *, log_output: bool = False,
+            progress_bar: bool = False) -> None:
+    """Run ``notebook`` into ``output`` with ``parameters`` (paths in them already recorded with
+    :func:`msstlib.paths.relative`), in the repository root; the output records no machine paths,
+    also when a cell fails (papermill then raises after writing it)."""
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(P.REPO),
+                            progress_bar=progress_bar, log_output=log_output, kernel_name="python3",
+                            kernel_manager_class=LocalKernelManager)
+    finally:
+        _relocate_metadata(Path(output))
+
+
+def _relocate_metadata(path: Path) -> None:
+    if not path.exists():
+        return
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = P.relative(meta[key])
+    tmp = path.with_name(path.name + ".tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ parameters as users type them
+# ``papermill -p`` passes a string unless the value parses as a number or True/False; ``-y`` and
+# ``-f params.yaml`` pass YAML values. A notebook's first code cell runs its parameters through
+# these, so each form works, or fails in one line naming the parameter and the accepted forms.
+
+
+def int_list(name: str, value, length: int) -> list[int]:
+    """``[2, 2, 2]``, ``"[2,2,2]"``, ``"2,2,2"``, ``"2 2 2"`` or ``"(2, 2, 2)"`` -> ``[2, 2, 2]``."""
+    items = value
+    if isinstance(value, str):
+        items = [v for v in value.strip().strip("[]()").replace(",", " ").split()]
+    try:
+        out = [int(str(v).strip()) for v in items]
+    except (TypeError, ValueError):
+        out = []
+    if len(out) != length:
+        example = ",".join(["2"] * length)
+        raise ConfigError(f"parameter {name}: got {value!r}; give {length} integers, e.g. "
+                          f"-p {name} '[{example}]', -p {name} {example} or -y '{name}: [{example}]'")
+    return out
+
+
+def mapping(name: str, value) -> dict:
+    """A dict, a JSON object string (``-p overrides '{"lr": 0.01}'``) or ``""`` -> a dict."""
+    if isinstance(value, dict):
+        return dict(value)
+    text = str(value).strip() if value is not None else ""
+    try:
+        out = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        out = exc
+    if not isinstance(out, dict):
+        raise ConfigError(f"parameter {name}: got {value!r}; give a JSON object, e.g. "
+                          f"-p {name} '{{\"lr\": 0.01}}', or a mapping: -y '{name}: {{lr: 0.01}}'")
+    return out
+
+
+def boolean(name: str, value) -> bool:
+    """``True``/``False`` or the strings ``true``/``false``/``yes``/``no``/``1``/``0``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"parameter {name}: got {value!r}; give true or false, e.g. -p {name} false")
