@@ -35,7 +35,8 @@ reproduce: install flops
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,--folds $(FOLDS))
 	@$(MAKE) --no-print-directory figures $(if $(QUICK),QUICK=1,)
 
-# Grad-CAM figures and scores (issue 5) from the study's checkpoints: no T-Former vs MSSTNet at T=4.
+# Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
+# and against its trained control, the ResNet-18 + GRU row.
 figures: install
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
 

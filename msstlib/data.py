@@ -58,6 +58,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from data_prep.common import list_frames
 
+from . import paths as P
 from .config import DataConfig  # noqa: F401 (re-exported: configs live in msstlib.config)
 
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec; the project decodes
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ClipError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {index} and {cache_paths(index.parent, args.size)[0]}")
+    print(f"wrote {P.relative(index)} and {P.relative(cache_paths(index.parent, args.size)[0])}")
     return 0
 
 

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import paths as P
 from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest
 from .data import ClipDataset, ClipError, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
 from .data import decode_frame, sample_indices, to_model_input
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                                args.cache_dir)
             if store is not None:
-                print(f"feature cache up to date: {store.path}")
+                print(f"feature cache up to date: {P.relative(store.path)}")
                 return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                       args.cache_dir)
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     npy = index.with_suffix(".npy")
-    print(f"wrote {npy} ({npy.stat().st_size / 1e9:.2f} GB) and {index}")
+    print(f"wrote {P.relative(npy)} ({npy.stat().st_size / 1e9:.2f} GB) and {P.relative(index)}")
     return 0
 
 

@@ -86,7 +86,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     out = Path(out)
     meta_path = out.with_suffix(".json")
     if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("config") == asdict(cfg):
-        print(f"pre-trained backbone up to date: {out}")
+        print(f"pre-trained backbone up to date: {P.relative(out)}")
         return out
     torch.manual_seed(cfg.seed)
     t0 = time.time()

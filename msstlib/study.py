@@ -627,8 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the rows (done or todo) and exit")
     p.add_argument("--status", action="store_true", help="list rows as done / running / queued / failed / todo")
     p.add_argument("--collect", action="store_true", help="render the tables from the rows that have landed")
-    p.add_argument("--figures", action="store_true", help="Grad-CAM figures and scores (gradcam.ipynb) from the "
-                   "T=4 rows without T-Formers and with all three (make figures)")
+    p.add_argument("--figures", action="store_true", help="Grad-CAM figures and paired scores (gradcam.ipynb) "
+                   "from the T=4 MSSTNet (depth 1) and its control, the ResNet-18 + GRU row (make figures)")
     ex = p.add_argument_group("where the jobs run")
     ex.add_argument("--executor", choices=("local", "slurm"), default="local")
     ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
