@@ -50,7 +50,8 @@ from .notebooks import execute
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
-QUICK_CAM_CLIPS = 40  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
+QUICK_CAM_CLIPS = 24  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
+QUICK_CLIPS = 400  # the quick run's SynDFER: 80 test clips per fold, enough for a smoke test of every step
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
@@ -657,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         annotations, root = str(data / "prepared" / "annotations.csv"), str(data)
         weights = args.backbone_weights or (str(backbone_path(args.quick)) if args.preset == "cpu" else None)
         if not listing:
-            annotations, root = prepare_synthetic(data, 800 if args.quick else args.clips, args.quick,
+            annotations, root = prepare_synthetic(data, QUICK_CLIPS if args.quick else args.clips, args.quick,
                                                   pretrain=args.preset == "cpu" and not args.backbone_weights)
             overview(annotations, root, results)
     else:
