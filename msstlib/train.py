@@ -492,7 +492,7 @@ def check_inputs(annotations: str, root: str) -> tuple[str, str]:
 
 
 def infer_dataset(annotations: str, root: str) -> str:
-    check_inputs(annotations, root)
+    """The dataset an annotations file describes (its inputs already checked by :func:`check_inputs`)."""
     header = Path(annotations).open().readline().strip().split(",")
     if "split" in header:
         return "ferv39k"
