@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path) -> tuple[MSSTNet, dict]:
 
 def layers_of(model: MSSTNet) -> dict[str, tuple[torch.nn.Module, object]]:
     """Target layers by name: the three CNN scales, and the T-Former outputs on the patch grid."""
-    grid = math.isqrt(model.cfg.num_patches)
+    grid = grid_of(model)
 
     def tokens_to_grid(t: torch.Tensor) -> torch.Tensor:  # (1, T, N, D) -> (T, D, g, g), row-major patches
         return t[0].permute(0, 2, 1).reshape(t.shape[1], t.shape[3], grid, grid)
@@ -159,15 +159,21 @@ def on_grid(cams: np.ndarray, grid: int) -> np.ndarray:
 
 
 def same_scale_pairs(model) -> list[tuple[str, str]]:
-    """(CNN map at the T-Former's resolution, T-Former output) for every stage with a T-Former:
-    the within-model comparison the paper's Fig. 3 makes, like with like."""
-    stages = model.cfg.stages
-    return [(f"CNN {stages[i]} at {grid_of(model)}x{grid_of(model)}", f"T-Former{i + 1} out")
-            for i, d in enumerate(getattr(model.cfg, "depths", ())) if d and hasattr(model, "tformers")]
+    """(CNN map, T-Former output) for every stage with a T-Former: the within-model comparison the
+    paper's Fig. 3 makes; the CNN map is scored at the T-Former's resolution (:func:`at_grid`)."""
+    if not hasattr(model, "tformers"):  # a baseline has CNN maps only
+        return []
+    return [(f"CNN {model.cfg.stages[i]}", f"T-Former{i + 1} out") for i, d in enumerate(model.cfg.depths) if d]
 
 
 def grid_of(model) -> int:
+    """Side of the T-Formers' square patch grid."""
     return math.isqrt(model.cfg.num_patches)
+
+
+def at_grid(layer: str, model) -> str:
+    """The name of a CNN map scored at the T-Former's patch-grid resolution, e.g. "CNN layer1 at 4x4"."""
+    return f"{layer} at {grid_of(model)}x{grid_of(model)}"
 
 
 def measure(models: dict[str, MSSTNet], source: ClipSource, method: str = "GradCAM", max_clips: int = 0,
@@ -183,8 +189,8 @@ def measure(models: dict[str, MSSTNet], source: ClipSource, method: str = "GradC
         x, y, _, masks, _ = source.get(i)
         for mname, model in models.items():
             cams = clip_cams(model, x, y, method)
-            for low, _ in same_scale_pairs(model):
-                cams[low] = on_grid(cams[low.split(" at ")[0]], grid_of(model))
+            for cnn, _ in same_scale_pairs(model):
+                cams[at_grid(cnn, model)] = on_grid(cams[cnn], grid_of(model))
             pred = predict(model, x)
             for layer, maps in cams.items():
                 s = score(maps, masks)
@@ -218,8 +224,8 @@ def like_with_like(scores: pd.DataFrame, msst: str, control: str, model) -> pd.D
     """The two Grad-CAM comparisons that compare like with like, paired per clip:
     ``within``: in MSSTNet, each T-Former's output vs the CNN map it reads, at the same resolution;
     ``vs control``: MSSTNet's CNN maps vs the matched control's (same frozen backbone, same layer)."""
-    rows = [{"comparison": "within " + msst, **paired(scores, (msst, tf), (msst, low))}
-            for low, tf in same_scale_pairs(model)]
+    rows = [{"comparison": "within " + msst, **paired(scores, (msst, tf), (msst, at_grid(cnn, model)))}
+            for cnn, tf in same_scale_pairs(model)]
     rows += [{"comparison": f"{msst} vs {control}", **paired(scores, (msst, f"CNN {s}"), (control, f"CNN {s}"))}
              for s in model.cfg.stages]
     return pd.DataFrame(rows)
