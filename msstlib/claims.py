@@ -93,6 +93,16 @@ def paper_claims() -> list[Comparison]:
     return out
 
 
+def compared_rows() -> set[tuple[int, tuple[int, int, int], str, str]]:
+    """``(frames, depths, variant, tag)`` of every configuration a claim compares: the study's rows
+    that need several seeds (``python -m msstlib.study --seeds 1 2``)."""
+    out = set()
+    for c in paper_claims():
+        for cfg in (c.better, c.worse):
+            out.add((cfg.frames, tuple(int(d) for d in cfg.depths.split("-")), cfg.variant, cfg.tag))
+    return out
+
+
 def paired(df: pd.DataFrame, c: Comparison, metric: str = "war") -> pd.DataFrame:
     """The fold x seed units both configurations ran, with their paired difference (points)."""
     keys = ["preset", "epochs", "fold", "seed"]

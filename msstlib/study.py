@@ -40,7 +40,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import config as C
@@ -90,12 +90,35 @@ SGD_ROWS = (
 
 
 def grid(dataset: str, folds: list[int] | None = None, split: str | None = None, quick: bool = False,
-         spread_seeds: tuple[int, ...] = (1, 2), sgd_rows: bool = False) -> list[Row]:
+         spread_seeds: tuple[int, ...] = (1, 2), sgd_rows: bool = False, seeds: tuple[int, ...] = (),
+         frames: tuple[int, ...] | None = None) -> list[Row]:
     """All rows of the study for one dataset (``quick``: a handful of rows for a smoke run).
 
     ``sgd_rows`` adds the paper's optimiser (and with a warm-up) on the T=4 depth-1 row: only
-    meaningful for presets that switch to AdamW (the ``cpu`` preset).
+    meaningful for presets that switch to AdamW (the ``cpu`` preset). ``seeds`` adds, for each
+    seed, every row that a claim compares (:func:`msstlib.claims.compared_rows`), so that each claim
+    has fold x seed units (DESIGN.md §9); seed 0 is always in the grid. ``frames`` keeps only the
+    rows with those clip lengths (e.g. ``(4,)``: the cheap rows first).
     """
+    rows = _grid(dataset, folds, split, quick, spread_seeds, sgd_rows)
+    if seeds and not quick:
+        from .claims import compared_rows
+
+        compared = compared_rows()
+        names = {r.name for r in rows}
+        for s in sorted(set(seeds) - {0}):
+            for r in list(rows):
+                extra = replace(r, seed=s, tag="" if r.tag == "seed-spread" else r.tag)
+                if r.seed == 0 and (r.frames, r.depths, r.variant, r.tag) in compared and extra.name not in names:
+                    rows.append(extra)
+                    names.add(extra.name)
+    if frames:
+        rows = [r for r in rows if r.frames in frames]
+    return rows
+
+
+def _grid(dataset: str, folds: list[int] | None, split: str | None, quick: bool, spread_seeds: tuple[int, ...],
+          sgd_rows: bool) -> list[Row]:
     from .model import table1_variants
 
     places = [(f, None) for f in (folds or [1])] if dataset != "ferv39k" else [(None, split or "train")]
@@ -615,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", help="annotations.csv (default: ROOT/prepared/annotations.csv)")
     p.add_argument("--preset", choices=sorted(C.PRESETS), default="cpu")
     p.add_argument("--folds", type=int, nargs="+", default=[1], help="DFEW-layout folds (paper: 1 2 3 4 5)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[], metavar="S",
+                   help="also run every row that a claim compares with these seeds (seed 0 is always run; "
+                   "the claims need three: --seeds 1 2)")
+    p.add_argument("--frames", type=int, nargs="+", choices=(4, 8, 12, 16), metavar="T",
+                   help="only the rows with these clip lengths (default: all)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every row (repeatable; YAML values: --set lr=0.01)")
@@ -646,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + ("-quick" if args.quick else ""))
-    rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu")
+    rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu", seeds=tuple(args.seeds),
+                frames=tuple(args.frames) if args.frames else None)
     try:
         extra = _parse_set(args.sets)
     except C.ConfigError as exc:
