@@ -52,6 +52,8 @@ NOTEBOOKS = ROOT / "notebooks"
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
 QUICK_CAM_CLIPS = 24  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
 QUICK_CLIPS = 400  # the quick run's SynDFER: 80 test clips per fold, enough for a smoke test of every step
+REGIMES = ("default", "dfew-like")  # SynDFER's regimes (data_prep.synthetic.REGIMES; DESIGN.md §9)
+REGIME_SUFFIX = {"default": "", "dfew-like": "-dfewlike"}  # of the data and results folders
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
@@ -91,27 +93,34 @@ SGD_ROWS = (
 
 def grid(dataset: str, folds: list[int] | None = None, split: str | None = None, quick: bool = False,
          spread_seeds: tuple[int, ...] = (1, 2), sgd_rows: bool = False, seeds: tuple[int, ...] = (),
-         frames: tuple[int, ...] | None = None) -> list[Row]:
+         frames: tuple[int, ...] | None = None, claims_only: bool = False) -> list[Row]:
     """All rows of the study for one dataset (``quick``: a handful of rows for a smoke run).
 
     ``sgd_rows`` adds the paper's optimiser (and with a warm-up) on the T=4 depth-1 row: only
     meaningful for presets that switch to AdamW (the ``cpu`` preset). ``seeds`` adds, for each
     seed, every row that a claim compares (:func:`msstlib.claims.compared_rows`), so that each claim
     has fold x seed units (DESIGN.md §9); seed 0 is always in the grid. ``frames`` keeps only the
-    rows with those clip lengths (e.g. ``(4,)``: the cheap rows first).
+    rows with those clip lengths (e.g. ``(4,)``: the cheap rows first); ``claims_only`` keeps only
+    the rows a claim compares.
     """
-    rows = _grid(dataset, folds, split, quick, spread_seeds, sgd_rows)
-    if seeds and not quick:
-        from .claims import compared_rows
+    from .claims import compared_rows
 
-        compared = compared_rows()
+    rows = _grid(dataset, folds, split, quick, spread_seeds, sgd_rows)
+    compared = compared_rows()
+
+    def is_compared(r: Row) -> bool:
+        return (r.frames, r.depths, r.variant, "" if r.tag == "seed-spread" else r.tag) in compared
+
+    if seeds and not quick:
         names = {r.name for r in rows}
         for s in sorted(set(seeds) - {0}):
             for r in list(rows):
                 extra = replace(r, seed=s, tag="" if r.tag == "seed-spread" else r.tag)
-                if r.seed == 0 and (r.frames, r.depths, r.variant, r.tag) in compared and extra.name not in names:
+                if r.seed == 0 and is_compared(r) and extra.name not in names:
                     rows.append(extra)
                     names.add(extra.name)
+    if claims_only:
+        rows = [r for r in rows if is_compared(r)]
     if frames:
         rows = [r for r in rows if r.frames in frames]
     return rows
@@ -457,6 +466,21 @@ def is_smoke(results: Path) -> bool:
     return Path(results).name.endswith("-quick")
 
 
+def regime_of(results: Path) -> str:
+    """The SynDFER regime a results folder holds (``results/synthetic-dfewlike[-quick]``: dfew-like)."""
+    return "dfew-like" if REGIME_SUFFIX["dfew-like"] in Path(results).name else "default"
+
+
+def dfewlike_sibling(results: Path) -> Path | None:
+    """The DFEW-like regime's runs beside a default-regime study (its claims go into the same
+    claims table, side by side), when they exist."""
+    results = Path(results)
+    if regime_of(results) != "default" or not results.name.startswith("synthetic"):
+        return None
+    runs = results.parent / results.name.replace("synthetic", "synthetic" + REGIME_SUFFIX["dfew-like"], 1) / "runs"
+    return runs if any(runs.glob("*/result.json")) else None
+
+
 def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
     lock_path = results / ".tables.lock"
     if lock:
@@ -469,7 +493,9 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
             execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
                     {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
-                     "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results)},
+                     "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results),
+                     "regime": regime_of(results),
+                     "dfewlike_runs_dir": P.relative(dfewlike_sibling(results)) if dfewlike_sibling(results) else ""},
                     progress_bar=not lock)
     finally:
         if lock:
@@ -553,14 +579,17 @@ def step(what: str):
     print(f"    done in {time.time() - t0:.0f} s", flush=True)
 
 
-def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True) -> tuple[str, str]:
-    """Generate SynDFER, prepare it like DFEW, cache its frames and pre-train the backbone (each step
-    skipped when already done). Returns (annotations, root)."""
+def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True,
+                      regime: str = "default") -> tuple[str, str]:
+    """Generate SynDFER (in the given regime), prepare it like DFEW, cache its frames and pre-train
+    the backbone (each step skipped when already done). Returns (annotations, root). Every regime
+    uses the same backbone, pre-trained on a separate draw of the default regime (as the paper's
+    backbone is pre-trained on other data than its benchmark)."""
     py = sys.executable
     if not (data / "syndfer_params.json").exists():
-        with step(f"SynDFER: rendering {clips} clips into {P.relative(data)}"):
-            subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0"],
-                           check=True, cwd=ROOT)
+        with step(f"SynDFER ({regime} regime): rendering {clips} clips into {P.relative(data)}"):
+            subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0",
+                            "--regime", regime], check=True, cwd=ROOT)
     ann = data / "prepared" / "annotations.csv"
     if not ann.exists():
         with step("SynDFER: annotations in DFEW's layout (data_prep.dfew)"):
@@ -643,12 +672,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "the claims need three: --seeds 1 2)")
     p.add_argument("--frames", type=int, nargs="+", choices=(4, 8, 12, 16), metavar="T",
                    help="only the rows with these clip lengths (default: all)")
+    p.add_argument("--claims-only", action="store_true", help="only the rows that a claim compares")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every row (repeatable; YAML values: --set lr=0.01)")
     p.add_argument("--backbone-weights", help="local ResNet-18 state dict (the cpu preset freezes it; synthetic "
                    "default: the one pre-trained on a separate SynDFER draw)")
     p.add_argument("--clips", type=int, default=3000, help="SynDFER size when it must be generated")
+    p.add_argument("--regime", choices=REGIMES, default="default",
+                   help="SynDFER's regime: default (change over time carries the class) or dfew-like (one frame "
+                   "carries most of it); dfew-like data go to build/syndfer-dfewlike, results to "
+                   "results/synthetic-dfewlike")
     p.add_argument("--quick", action="store_true", help="a few rows, short training: a smoke run in minutes")
     p.add_argument("--results", help="results folder (default: results/<dataset>, or results/<dataset>-quick)")
     p.add_argument("--work-dir", default=str(ROOT / "build"),
@@ -673,9 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + ("-quick" if args.quick else ""))
+    if args.regime != "default" and args.dataset != "synthetic":
+        p.error(f"--regime is a SynDFER setting; {args.dataset} has its own data")
+    suffix = REGIME_SUFFIX[args.regime] + ("-quick" if args.quick else "")
+    results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + suffix)
     rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu", seeds=tuple(args.seeds),
-                frames=tuple(args.frames) if args.frames else None)
+                frames=tuple(args.frames) if args.frames else None, claims_only=args.claims_only)
     try:
         extra = _parse_set(args.sets)
     except C.ConfigError as exc:
@@ -683,12 +720,13 @@ def main(argv: list[str] | None = None) -> int:
     listing = args.dry_run or args.status or args.collect or args.figures
 
     if args.dataset == "synthetic":
-        data = Path(args.root) if args.root else ROOT / "build" / ("syndfer-quick" if args.quick else "syndfer")
+        data = Path(args.root) if args.root else ROOT / "build" / ("syndfer" + suffix)
         annotations, root = str(data / "prepared" / "annotations.csv"), str(data)
         weights = args.backbone_weights or (str(backbone_path(args.quick)) if args.preset == "cpu" else None)
         if not listing:
             annotations, root = prepare_synthetic(data, QUICK_CLIPS if args.quick else args.clips, args.quick,
-                                                  pretrain=args.preset == "cpu" and not args.backbone_weights)
+                                                  pretrain=args.preset == "cpu" and not args.backbone_weights,
+                                                  regime=args.regime)
             overview(annotations, root, results)
     else:
         if not args.root:

@@ -275,3 +275,31 @@ def test_cli_writes_params_and_summary(tmp_path, capsys):
     assert params["config"]["lead_range"] == [0.1, 0.3]
     with Image.open(next((tmp_path / "d" / "Clip" / "clip_224x224" / "00001").iterdir())) as im:
         assert im.size == (48, 48)
+
+
+def test_dfew_like_regime_lets_one_frame_carry_the_class():
+    """DESIGN.md §9: in the DFEW-like regime a single frame carries most of the signal; in the
+    default regime it does not (the sequence is still at least as good in both)."""
+    one_default, seq_default = _one_frame_vs_sequence(syn.regime_config("default"), clips=1000)
+    one_dfew, seq_dfew = _one_frame_vs_sequence(syn.regime_config("dfew-like"), clips=1000)
+    assert one_dfew > one_default + 0.15, (one_default, one_dfew)
+    assert one_dfew / seq_dfew > 0.7 > one_default / seq_default, (one_dfew, seq_dfew, one_default, seq_default)
+    with pytest.raises(ValueError, match="unknown SynDFER regime"):
+        syn.regime_config("dfew")
+    with pytest.raises(ValueError, match="rest_anchor"):
+        syn.SynDFERConfig(rest_anchor=1.5)
+
+
+def test_default_params_keep_their_bytes_and_regime_flags_can_be_changed(tmp_path):
+    """A field added later (rest_anchor) is recorded only when changed: a default draw writes the same
+    syndfer_params.json as before it existed, so the committed runs keep their identity."""
+    import json
+
+    assert syn.main(["--out", str(tmp_path / "d"), "--clips", "35", "--jobs", "1"]) == 0
+    config = json.loads((tmp_path / "d" / "syndfer_params.json").read_text())["config"]
+    assert "rest_anchor" not in config and config["rest_range"] == 0.7
+    assert syn.main(["--out", str(tmp_path / "l"), "--clips", "35", "--jobs", "1", "--regime", "dfew-like"]) == 0
+    assert json.loads((tmp_path / "l" / "syndfer_params.json").read_text())["config"]["rest_anchor"] == 1.0
+    assert syn.main(["--out", str(tmp_path / "m"), "--clips", "35", "--jobs", "1", "--regime", "dfew-like",
+                     "--rest-anchor", "0.5"]) == 0  # a flag beats the regime's value
+    assert json.loads((tmp_path / "m" / "syndfer_params.json").read_text())["config"]["rest_anchor"] == 0.5
