@@ -695,6 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = p.add_argument_group("where the jobs run")
     ex.add_argument("--executor", choices=("local", "slurm"), default="local")
     ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
+    ex.add_argument("--threads", type=int, default=None,
+                    help="local: CPU threads per job (default: cores / jobs); speed only, never part of a run's identity")
     ex.add_argument("--slurm-partition")
     ex.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job (default 1440)")
     ex.add_argument("--slurm-gpus-per-job", type=int, default=1)
@@ -741,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     if weights:
         extra.setdefault("backbone_weights", str(Path(weights).resolve()))
     jobs = max(1, args.jobs)
-    threads = (max(1, (os.cpu_count() or 2) // jobs) if args.executor == "local" else args.slurm_cpus_per_job)
+    threads = (max(1, args.threads or (os.cpu_count() or 2) // jobs) if args.executor == "local"
+               else args.slurm_cpus_per_job)
     study = Study(annotations=str(Path(annotations).resolve()), root=str(Path(root).resolve()), dataset=args.dataset,
                   preset=args.preset, results=str(results), work=str(Path(args.work_dir) / results.name),
                   epochs=args.epochs if args.epochs is not None else (2 if args.quick else None), extra=extra,
