@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.10+ and pip (README.md):
 #   make test       create .venv, install the project and its test dependencies, run the suite
-#   make reproduce  create .venv, install, FLOPs table, then the whole CPU study on SynDFER
+#   make reproduce  create .venv, install, FLOPs table, then the CPU study on SynDFER (FULL=1: all of it)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -27,12 +27,29 @@ test: install
 flops: install
 	$(BIN)/python -m msstlib.flops
 
-# The CPU study on SynDFER: data, backbone pre-training, feature cache, every table row on the
-# folds in FOLDS (2 rows at a time), tables (mean and std over folds). FOLDS=1: one fold.
-# QUICK=1: a few rows, short training, a smaller SynDFER, fold 1 (results/synthetic-quick, minutes).
+# The CPU study on SynDFER, both regimes (DESIGN.md §9), 2 rows at a time; each step resumes.
+#   make reproduce         fold 1: the DFEW-like regime's T=4 claim rows, then every row of the default
+#                          regime, tables and claims (both regimes side by side), Grad-CAM (~80 min on
+#                          two cores from nothing; README "Reproducing")
+#   make reproduce FULL=1  five folds and three seeds on every row a claim compares, both regimes
+#                          (~18 h on two cores from nothing; the committed results/ come from it)
+#   FOLDS="1 2": other folds.  QUICK=1: a smoke run of a few rows on a small SynDFER (minutes).
+ifdef FULL
 FOLDS ?= 1 2 3 4 5
+STUDY_MORE := --seeds 1 2
+DFEWLIKE_ROWS := --claims-only
+else
+FOLDS ?= 1
+DFEWLIKE_ROWS := --claims-only --frames 4
+endif
+STUDY := $(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2
 reproduce: install flops
-	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 $(if $(QUICK),--quick,--folds $(FOLDS))
+ifdef QUICK
+	$(STUDY) --quick
+else
+	$(STUDY) --regime dfew-like --folds $(FOLDS) $(STUDY_MORE) $(DFEWLIKE_ROWS)
+	$(STUDY) --folds $(FOLDS) $(STUDY_MORE)
+endif
 	@$(MAKE) --no-print-directory figures $(if $(QUICK),QUICK=1,)
 
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself

@@ -77,3 +77,19 @@ def test_refuses_to_mix_presets_or_epochs():
     df = pd.concat([df, df.assign(epochs=40)])
     with pytest.raises(ValueError, match="families"):
         K.claims_table(df, "default")
+
+
+def test_regime_summary_pairs_the_best_frame_level_model_with_msstnet():
+    spec = {(4, "1-1-1", "msstnet", ""): lambda f, s: 60 + f,
+            (4, "0-0-0", "msstnet", ""): lambda f, s: 40 + f,
+            (4, "0-0-0", "resnet18-mean", ""): lambda f, s: 50 + f + (f % 2)}
+    t = K.regime_summary({"dfew-like": _runs(spec)})
+    row = t[t["regime"] == "dfew-like"].iloc[0]
+    assert row["frame_level_model"] == "T4 resnet18-mean" and row["units"] == 5
+    assert row["frame_level"] == pytest.approx(53 + 3 / 5) and row["msstnet"] == pytest.approx(63)
+    assert row["ratio"] == pytest.approx(53.6 / 63)
+    diffs = np.array([10 - (f % 2) for f in (1, 2, 3, 4, 5)], float)
+    assert row["diff_mean"] == pytest.approx(diffs.mean())
+    assert row["ci_low"] == pytest.approx(K.interval(diffs)[1])
+    paper = t[t["regime"] == "paper (DFEW)"].iloc[0]
+    assert paper["ratio"] == pytest.approx(65.91 / 69.71)

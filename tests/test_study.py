@@ -45,6 +45,45 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
     assert all(r.probe for r in sgd) and not any(r.probe for r in study.grid("synthetic"))
 
 
+def test_more_seeds_cover_every_row_a_claim_compares_and_nothing_twice():
+    from msstlib.claims import compared_rows
+
+    base = study.grid("synthetic", folds=[1, 2], sgd_rows=True)
+    rows = study.grid("synthetic", folds=[1, 2], sgd_rows=True, seeds=(1, 2))
+    names = [r.name for r in rows]
+    assert len(set(names)) == len(names) and rows[:len(base)] == base
+    for fold in (1, 2):
+        for seed in (0, 1, 2):
+            have = {(r.frames, r.depths, r.variant, "" if r.tag == "seed-spread" else r.tag)
+                    for r in rows if r.fold == fold and r.seed == seed}
+            assert compared_rows() <= have, (fold, seed, compared_rows() - have)
+    extra = [r for r in rows if r.seed > 0]
+    assert not any(r.probe or r.tag.startswith("sgd") for r in extra)  # probes are not claims
+    assert [r.overrides for r in extra if r.tag == "joint-attention" and r.fold == 1] == [{"attention": "joint"}] * 2
+    t4 = study.grid("synthetic", folds=[1], seeds=(1, 2), frames=(4,), claims_only=True)
+    assert {r.frames for r in t4} == {4} and len(t4) == 3 * len({c for c in compared_rows() if c[0] == 4})
+    assert len(study.grid("synthetic", quick=True, seeds=(1, 2))) == 4  # the smoke run stays small
+
+
+def test_the_dfew_like_regime_has_its_own_data_and_results_and_joins_the_claims_table(tmp_path, capsys):
+    assert study.main(["--dataset", "synthetic", "--regime", "dfew-like", "--root", str(tmp_path / "none"),
+                       "--dry-run"]) == 0
+    assert "results/synthetic-dfewlike/runs" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        study.main(["--dataset", "dfew", "--root", str(tmp_path), "--regime", "dfew-like", "--dry-run"])
+    assert exc.value.code == 2 and "--regime" in capsys.readouterr().err
+    assert study.regime_of(Path("results/synthetic-dfewlike")) == "dfew-like"
+    assert study.regime_of(Path("results/synthetic-dfewlike-quick")) == "dfew-like"
+    assert study.regime_of(Path("results/synthetic")) == "default"
+    default = tmp_path / "synthetic"
+    assert study.dfewlike_sibling(default) is None  # no DFEW-like runs yet
+    run = tmp_path / "synthetic-dfewlike" / "runs" / "T04_d111_s0_fold1_0123456789"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text("{}")
+    assert study.dfewlike_sibling(default) == run.parent
+    assert study.dfewlike_sibling(tmp_path / "synthetic-dfewlike") is None
+
+
 def _copy(tiny, tmp_path) -> tuple[str, str]:
     root = tmp_path / "data"
     shutil.copytree(tiny[1], root)
