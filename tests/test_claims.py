@@ -60,6 +60,8 @@ def test_the_claims_table_has_every_claim_and_its_contract_columns():
                             + 0.2 * f)
     for v in ("resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn"):
         spec[(4, "0-0-0", v, "")] = lambda f, s: 25 + 0.1 * f
+    for tag in ("lr-3e-3", "lr-1e-2"):
+        spec[(4, "0-0-0", "resnet18-lstm", tag)] = lambda f, s: 35 + 0.2 * f
     spec[(4, "1-1-1", "msstnet", "joint-attention")] = lambda f, s: 45 + 0.3 * f * 0.3
     spec[(4, "1-1-1", "msstnet", "no-pos-embed")] = lambda f, s: 45 - 1 + np.sin(f)
     t = K.claims_table(_runs(spec), "default")
