@@ -155,12 +155,12 @@ class SynDFERConfig:
 # is ambiguous, the temporal mean is near chance). "dfew-like": a single frame carries most of it,
 # as on DFEW, where the paper's model without T-Formers reaches 65.91 against 69.71 for its best:
 # the resting face is centred on neutral, so apex frames show the class, and identities' resting
-# faces vary less (rest_range 0.25 instead of 0.7), so a frame's position says more than who the
+# faces vary less (rest_range 0.1 instead of 0.7), so a frame's position says more than who the
 # person is; everything else as in the default. Calibrated so that the best frame-level model
 # reaches about 85-90 % of MSSTNet's WAR (results/calibration/README.md, "The DFEW-like regime").
 REGIMES = {
     "default": {},
-    "dfew-like": {"rest_anchor": 1.0, "rest_range": 0.25},
+    "dfew-like": {"rest_anchor": 1.0, "rest_range": 0.1},
 }
 # Fields added after the first datasets were drawn: written to syndfer_params.json only when they
 # differ from their default, so a default draw keeps its bytes (and its runs their identity).
