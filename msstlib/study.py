@@ -8,6 +8,12 @@ GRU / TCN, T=4), the T=4 depth-1 model with joint space-time attention, and two 
 row (seed-to-seed spread) -- times the chosen folds. Each row runs ``notebooks/train_eval.ipynb``
 with papermill.
 
+The claims (:mod:`msstlib.claims`) need more than one seed: ``--seeds 1 2`` adds every row a claim
+compares with those seeds; ``--claims-only`` keeps only those rows, ``--frames 4`` only T=4 rows.
+``--regime dfew-like`` runs on SynDFER's DFEW-like regime (one frame carries most of the signal):
+data in ``build/syndfer-dfewlike``, results in ``results/synthetic-dfewlike``; its claims join the
+default regime's claims table when the default study renders its tables.
+
 Where things go (DESIGN.md §7). A row is a run with an identity (:func:`msstlib.config.run_id`);
 its folder is ``<readable prefix>_<run id>``, e.g. ``T04_d111_s0_fold1_3f9c0a1b2d``:
 ``results/<dataset>/runs/<folder>/{result.json, log.csv, train_eval.ipynb}`` (committed) and
