@@ -32,7 +32,7 @@ flops: install
 #                          regime, tables and claims (both regimes side by side), Grad-CAM (~80 min on
 #                          two cores from nothing; README "Reproducing")
 #   make reproduce FULL=1  five folds and three seeds on every row a claim compares, both regimes
-#                          (~18 h on two cores from nothing; the committed results/ come from it)
+#                          (~20 h on two cores from nothing, estimated from measured rows)
 #   FOLDS="1 2": other folds.  QUICK=1: a smoke run of a few rows on a small SynDFER (minutes).
 ifdef FULL
 FOLDS ?= 1 2 3 4 5
@@ -53,9 +53,12 @@ endif
 	@$(MAKE) --no-print-directory figures $(if $(QUICK),QUICK=1,)
 
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
-# and against its trained control, the ResNet-18 + GRU row.
+# and against its trained control, the ResNet-18 + GRU row (FULL=1: in the DFEW-like regime too).
 figures: install
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
+ifdef FULL
+	$(STUDY) --regime dfew-like --folds $(FOLDS) $(DFEWLIKE_ROWS) --figures
+endif
 
 # Speed, measured side by side (benchmarks/README.md). Needs the study's SynDFER, backbone and
 # feature cache (built here when missing, ~12 min on two cores; then each benchmark takes seconds).
