@@ -155,7 +155,7 @@ def _grid(dataset: str, folds: list[int] | None, split: str | None, quick: bool,
                             overrides={"temporal_pos_embed": False}))
             # Table 3's same-backbone temporal baselines, and joint space-time attention (§2.2)
             rows += [Row(dataset, fold, sp, 4, (0, 0, 0), v) for v in ("resnet18-lstm", "resnet18-gru", "resnet18-tcn")]
-            # the LSTM barely leaves the prior at the shared lr (train accuracy 0.24 -> 0.29 in 5 epochs):
+            # the LSTM barely leaves the prior at the shared lr (fold 1: train accuracy 0.20 -> 0.29 in 5 epochs):
             # the same budget at higher learning rates, so the claim does not rest on an undertrained baseline
             rows += [Row(dataset, fold, sp, 4, (0, 0, 0), "resnet18-lstm", tag=tag, overrides=o) for tag, o in LSTM_ROWS]
             rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="joint-attention",
@@ -626,6 +626,28 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
     return str(ann), str(data)
 
 
+def check_regime(data: Path, regime: str) -> None:
+    """Refuses a SynDFER whose recorded generator settings are not the regime's (results would be
+    filed under the wrong regime). Only the fields a regime sets are compared."""
+    from data_prep.synthetic import REGIMES as SETTINGS
+    from data_prep.synthetic import SynDFERConfig
+
+    params = Path(data) / "syndfer_params.json"
+    if not params.is_file():
+        return
+    recorded = json.loads(params.read_text()).get("config", {})
+    default = SynDFERConfig()
+    for key in sorted({k for v in SETTINGS.values() for k in v}):
+        want = SETTINGS[regime].get(key, getattr(default, key))
+        got = recorded.get(key, getattr(default, key))
+        if got != want:
+            other = [r for r, v in SETTINGS.items() if all(recorded.get(k, getattr(default, k)) == v.get(k, getattr(
+                default, k)) for k in {k for v in SETTINGS.values() for k in v})]
+            raise C.ConfigError(f"{P.relative(params)}: {key} = {got}, but the {regime} regime draws {want}"
+                                + (f" (these data are the {other[0]} regime: pass --regime {other[0]})" if other else "")
+                                + f"; or give --root a SynDFER made with --regime {regime}")
+
+
 def overview(annotations: str, root: str, results: Path) -> None:
     """``data_overview.ipynb`` on the study's data: figures under ``results/figures``."""
     results.mkdir(parents=True, exist_ok=True)
@@ -738,6 +760,11 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(args.root) if args.root else ROOT / "build" / ("syndfer" + suffix)
         annotations, root = str(data / "prepared" / "annotations.csv"), str(data)
         weights = args.backbone_weights or (str(backbone_path(args.quick)) if args.preset == "cpu" else None)
+        try:
+            check_regime(data, args.regime)
+        except C.ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if not listing:
             annotations, root = prepare_synthetic(data, QUICK_CLIPS if args.quick else args.clips, args.quick,
                                                   pretrain=args.preset == "cpu" and not args.backbone_weights,

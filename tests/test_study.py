@@ -75,6 +75,14 @@ def test_the_dfew_like_regime_has_its_own_data_and_results_and_joins_the_claims_
     with pytest.raises(SystemExit) as exc:
         study.main(["--dataset", "dfew", "--root", str(tmp_path), "--regime", "dfew-like", "--dry-run"])
     assert exc.value.code == 2 and "--regime" in capsys.readouterr().err
+    # data of the other regime are refused before anything runs, naming the flag that fits them
+    from data_prep.synthetic import generate, regime_config
+
+    data = generate(tmp_path / "default-data", regime_config("default"), clips=35, jobs=1, verbose=False)
+    assert study.main(["--dataset", "synthetic", "--regime", "dfew-like", "--root", str(data), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "rest_anchor = 0.0, but the dfew-like regime draws 1.0" in err and "pass --regime default" in err
+    assert not (tmp_path / "results").exists()
     assert study.regime_of(Path("results/synthetic-dfewlike")) == "dfew-like"
     assert study.regime_of(Path("results/synthetic-dfewlike-quick")) == "dfew-like"
     assert study.regime_of(Path("results/synthetic")) == "default"
