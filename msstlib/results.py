@@ -151,9 +151,10 @@ def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
 def baselines(df: pd.DataFrame, frames: int = 4) -> pd.DataFrame:
     """A Table 3 analogue under our protocol: the same-backbone baselines (mean, LSTM, GRU, TCN),
     MSSTNet (depth 1 and 2) and MSSTNet with joint space-time attention, at ``frames``, seed 0,
-    all trained on the same frozen features with the same recipe; mean and std over folds."""
+    all trained on the same frozen features with the same recipe; mean and std over folds. Baselines
+    rerun at another learning rate (tag ``lr-...``, same budget) are rows of their own."""
     keep = (df["frames"] == frames) & (df["seed"] == 0) & (
-        (df["variant"].isin(list(BASELINE_LABELS)) & (df["tag"] == ""))
+        (df["variant"].isin(list(BASELINE_LABELS)) & ((df["tag"] == "") | df["tag"].str.startswith("lr-")))
         | ((df["variant"] == "msstnet") & df["depths"].isin(["1-1-1", "2-2-2"]) & df["tag"].isin(["", "joint-attention"])))
     sel = df[keep]
     keys = ["preset", "epochs", "frames", "variant", "depths", "tag", "config_id"]
@@ -161,8 +162,8 @@ def baselines(df: pd.DataFrame, frames: int = 4) -> pd.DataFrame:
     out = g[["war", "uar", *EMOTIONS, "gflops"]].mean()
     out["war_std"], out["uar_std"], out["n_folds"] = g["war"].std(), g["uar"].std(), g.size()
     out = out.reset_index()
-    out.insert(0, "model", [BASELINE_LABELS.get(v, f"MSSTNet, depths {d}" + (", joint space-time attention"
-                                                                               if t == "joint-attention" else ""))
+    out.insert(0, "model", [BASELINE_LABELS[v] + (f", {t.replace('-', ' ', 1)}" if t else "") if v in BASELINE_LABELS
+                            else f"MSSTNet, depths {d}" + (", joint space-time attention" if t == "joint-attention" else "")
                             for v, d, t in zip(out["variant"], out["depths"], out["tag"])])
     order = ["model", "preset", "epochs", "frames", "war", "war_std", "uar", "uar_std", "n_folds", *EMOTIONS, "gflops",
              "config_id"]

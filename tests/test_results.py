@@ -142,3 +142,20 @@ def test_tables_notebook_shows_whole_tables_with_readable_numbers_and_labels_smo
     table3 = text(next(c for c in code if "R.table3(df)" in c.source))
     assert table3 and "..." not in table3  # every column shown
     assert not re.search(r"\d\.\d{6}", shown)  # no six-decimal floats
+
+
+def test_the_baselines_table_shows_each_learning_rate_of_a_baseline_as_its_own_row(tmp_path):
+    runs = tmp_path / "runs"
+    for fold in (1, 2):
+        for tag, war in (("", 0.30), ("lr-3e-3", 0.60), ("lr-1e-2", 0.65)):
+            _write(runs, f"lstm{tag}{fold}", preset="cpu", epochs=5, fold=fold, frames=4, depths=[0, 0, 0],
+                   variant="resnet18-lstm", tag=tag, war=war + 0.01 * fold, uar=0.2, config_id=f"l{tag}")
+        _write(runs, f"msst{fold}", preset="cpu", epochs=5, fold=fold, frames=4, depths=[1, 1, 1], war=0.55,
+               uar=0.4, config_id="m")
+        _write(runs, f"nopos{fold}", preset="cpu", epochs=5, fold=fold, frames=4, depths=[1, 1, 1], war=0.5,
+               uar=0.4, tag="no-pos-embed", config_id="n")  # not a baseline: stays out
+    t = R.baselines(R.load_results(runs)).set_index("model")
+    assert list(t.index) == ["ResNet-18 + LSTM (baseline)", "MSSTNet, depths 1-1-1",
+                             "ResNet-18 + LSTM (baseline), lr 3e-3", "ResNet-18 + LSTM (baseline), lr 1e-2"]
+    assert t.loc["ResNet-18 + LSTM (baseline), lr 1e-2", "war"] == pytest.approx(66.5)
+    assert (t["n_folds"] == 2).all()
