@@ -174,6 +174,15 @@ def regime_config(regime: str, **changes) -> SynDFERConfig:
     return SynDFERConfig(**{**REGIMES[regime], **changes})
 
 
+def recorded_regime(config: dict) -> str | None:
+    """The regime whose settings a recorded config (syndfer_params.json's ``config``) has, or None."""
+    default = SynDFERConfig()
+    keys = {k for changes in REGIMES.values() for k in changes}
+    have = {k: config.get(k, getattr(default, k)) for k in keys}
+    return next((name for name, changes in REGIMES.items()
+                 if have == {k: changes.get(k, getattr(default, k)) for k in keys}), None)
+
+
 def params_config(cfg: SynDFERConfig) -> dict:
     """`cfg` as syndfer_params.json records it (later fields only when changed)."""
     defaults = SynDFERConfig()

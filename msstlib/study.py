@@ -49,6 +49,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from data_prep.synthetic import REGIMES as SYNDFER_REGIMES
+
 from . import config as C
 from . import paths as P
 from .notebooks import execute
@@ -58,8 +60,8 @@ NOTEBOOKS = ROOT / "notebooks"
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
 QUICK_CAM_CLIPS = 24  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
 QUICK_CLIPS = 400  # the quick run's SynDFER: 80 test clips per fold, enough for a smoke test of every step
-REGIMES = ("default", "dfew-like")  # SynDFER's regimes (data_prep.synthetic.REGIMES; DESIGN.md §9)
-REGIME_SUFFIX = {"default": "", "dfew-like": "-dfewlike"}  # of the data and results folders
+REGIMES = tuple(SYNDFER_REGIMES)  # SynDFER's regimes (DESIGN.md §9)
+REGIME_SUFFIX = {r: "" if r == "default" else "-" + r.replace("-", "") for r in REGIMES}  # data and results folders
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
@@ -502,13 +504,14 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
             os.close(fd)
         except FileExistsError:
             return  # another job is rendering them
+    dfewlike = dfewlike_sibling(results)
     try:
         with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
             execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
                     {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
                      "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results),
                      "regime": regime_of(results),
-                     "dfewlike_runs_dir": P.relative(dfewlike_sibling(results)) if dfewlike_sibling(results) else ""},
+                     "dfewlike_runs_dir": P.relative(dfewlike) if dfewlike else ""},
                     progress_bar=not lock)
     finally:
         if lock:
@@ -629,23 +632,16 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
 def check_regime(data: Path, regime: str) -> None:
     """Refuses a SynDFER whose recorded generator settings are not the regime's (results would be
     filed under the wrong regime). Only the fields a regime sets are compared."""
-    from data_prep.synthetic import REGIMES as SETTINGS
-    from data_prep.synthetic import SynDFERConfig
+    from data_prep.synthetic import recorded_regime
 
     params = Path(data) / "syndfer_params.json"
     if not params.is_file():
         return
-    recorded = json.loads(params.read_text()).get("config", {})
-    default = SynDFERConfig()
-    for key in sorted({k for v in SETTINGS.values() for k in v}):
-        want = SETTINGS[regime].get(key, getattr(default, key))
-        got = recorded.get(key, getattr(default, key))
-        if got != want:
-            other = [r for r, v in SETTINGS.items() if all(recorded.get(k, getattr(default, k)) == v.get(k, getattr(
-                default, k)) for k in {k for v in SETTINGS.values() for k in v})]
-            raise C.ConfigError(f"{P.relative(params)}: {key} = {got}, but the {regime} regime draws {want}"
-                                + (f" (these data are the {other[0]} regime: pass --regime {other[0]})" if other else "")
-                                + f"; or give --root a SynDFER made with --regime {regime}")
+    found = recorded_regime(json.loads(params.read_text()).get("config", {}))
+    if found != regime:
+        raise C.ConfigError(f"{P.relative(params)}: these data are not SynDFER's {regime} regime"
+                            + (f" but its {found} regime: pass --regime {found}" if found else "")
+                            + f"; or give --root a SynDFER made with --regime {regime}")
 
 
 def overview(annotations: str, root: str, results: Path) -> None:
