@@ -124,8 +124,9 @@ def test_dry_run_lists_rows_with_their_run_ids_without_running(tiny, r18, capsys
     assert study.main(["--dataset", "synthetic", "--root", tiny[1], "--backbone-weights", r18, "--dry-run",
                        "--folds", "1", "3", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    # 2 folds x (20 Table 1 rows + no-pos-embed + 3 baselines + joint attention + 2 seeds + 3 SGD probes)
-    assert "60 rows" in out and "60 todo" in out
+    # 2 folds x (20 Table 1 rows + no-pos-embed + 3 baselines + 2 LSTM learning rates + joint attention
+    # + 2 seeds + 3 SGD probes)
+    assert "64 rows" in out and "64 todo" in out
     line = next(li for li in out.splitlines() if li.startswith("T16_d333_s0_fold3_"))
     assert len(line.split()[0].rsplit("_", 1)[1]) == 10 and line.split()[1] == "todo"
 
@@ -142,7 +143,7 @@ def test_another_preset_or_epoch_count_is_another_run(tiny, r18, capsys, tmp_pat
         (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
     capsys.readouterr()
     assert study.main(base + ["--backbone-weights", r18, "--dry-run"]) == 0
-    assert "30 rows" in (out := capsys.readouterr().out) and "30 done" in out
+    assert "32 rows" in (out := capsys.readouterr().out) and "32 done" in out
     for extra in (["--preset", "paper", "--epochs", "40"], ["--backbone-weights", r18, "--epochs", "6"],
                   ["--backbone-weights", r18, "--set", "hflip=false"]):
         assert study.main(base + extra + ["--dry-run"]) == 0
