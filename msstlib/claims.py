@@ -8,8 +8,15 @@ training run itself (seed-to-seed spread), which a bootstrap over one run's test
 see; it would give intervals that are too narrow. Over units the interval covers both training
 and test-sample noise.
 
-Over ``n`` units the interval is Student's t on the mean paired difference (``n >= 2``); with one
-unit there is no interval and the verdict is ``unresolved``. Verdicts, on the claim's direction:
+Units are not all independent: the seeds of one fold share its training clips and its test clips,
+so a fold that favours one configuration favours it under every seed. Treating 5 folds x 3 seeds as
+15 independent units would make the interval too narrow (by up to sqrt(3) when the fold effect
+dominates). So the interval is over **folds**: each fold's paired differences are averaged over
+its seeds first, and the interval is Student's t over the fold means (``n`` = folds >= 2; seeds
+make each fold's mean less noisy, they do not add degrees of freedom). With a single fold the
+interval is over its seeds, which speaks only for that fold; ``interval_over`` in the table says
+which. With one unit there is no interval and the verdict is ``unresolved``. Verdicts, on the
+claim's direction:
 
 * ``supported``: the interval lies entirely on the side the paper claims;
 * ``contradicted``: it lies entirely on the other side;
@@ -18,7 +25,7 @@ unit there is no interval and the verdict is ``unresolved``. Verdicts, on the cl
 "Temporal-only attention matches joint attention" is a non-inferiority claim: supported when the
 interval of (temporal - joint) lies above ``-MARGIN`` WAR points, contradicted when it lies below
 it. ``mde`` is the smallest true difference the design detects with 80 % power at the 5 % level
-given the observed spread of the differences: ``(t_0.975 + t_0.8) * sd / sqrt(n)``.
+given the observed spread of the fold-mean differences: ``(t_0.975 + t_0.8) * sd / sqrt(n)``.
 
 Synthetic results are never DFEW/FERV39k results: the ``regime`` column names the SynDFER setting.
 """
@@ -137,6 +144,16 @@ def interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return mean, mean - q * se, mean + q * se, float(mde)
 
 
+def unit_interval(p: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float, float, str]:
+    """(mean, low, high, mde, interval_over) of the paired units ``p`` (columns fold, seed, diff),
+    clustered by fold: seeds are averaged within each fold, the interval is over the fold means.
+    With one fold, the interval is over its seeds (and says so)."""
+    if p["fold"].nunique() >= 2:
+        means = p.groupby("fold")["diff"].mean().to_numpy()
+        return (*interval(means, level), "folds (seeds averaged within each)")
+    return (*interval(p["diff"].to_numpy(), level), "seeds (one fold)" if len(p) > 1 else "one unit")
+
+
 def verdict(low: float, high: float, kind: str = "superior") -> str:
     if np.isnan(low) or np.isnan(high):
         return "unresolved"
@@ -160,10 +177,11 @@ def claims_table(df: pd.DataFrame, regime: str, metric: str = "war",
     rows = []
     for c in comparisons or paper_claims():
         p = paired(df, c, metric)
-        mean, low, high, mde = interval(p["diff"].to_numpy())
+        mean, low, high, mde, over = unit_interval(p)
         rows.append({
             "claim": c.claim, "regime": regime, "comparison": c.text,
             "diff_mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict(low, high, c.kind), "metric": metric,
+            "interval_over": over,
             "test": "non-inferiority, margin %.1f points" % MARGIN if c.kind == "non-inferior" else "superiority",
             "units": len(p), "folds": p["fold"].nunique(), "seeds": p["seed"].nunique(), "mde": mde,
             "gflops_a": float(p["gflops_a"].iloc[0]) if len(p) else np.nan,
@@ -192,7 +210,7 @@ def regime_summary(regimes: dict[str, pd.DataFrame], metric: str = "war") -> pd.
         if best is None:
             continue
         cand, p = best
-        mean, low, high, _ = interval(p["diff"].to_numpy())
+        mean, low, high, _, _ = unit_interval(p)
         rows.append({"regime": regime, "frame_level_model": cand.label(),
                      "frame_level": p[f"{metric}_b"].mean(), "msstnet": p[f"{metric}_a"].mean(),
                      "ratio": p[f"{metric}_b"].mean() / p[f"{metric}_a"].mean(),
@@ -217,8 +235,8 @@ def plot_claims(table: pd.DataFrame, ax=None):
             ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=c, lw=2)
         ax.plot(r["diff_mean"], yi, "o", color=c)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [f"{r['comparison']}  ({r['regime']}, n={r['units']})" for _, r in t.iterrows()], fontsize=8)
+    ax.set_yticks(y, [f"{r['comparison']}  ({r['regime']}, {r['folds']} folds x {r['seeds']} seeds)" for _, r in t.iterrows()], fontsize=8)
     metric = t["metric"].iloc[0].upper() if len(t) else "WAR"
-    ax.set(xlabel=f"paired difference in {metric} (points), 95 % interval over fold x seed units",
+    ax.set(xlabel=f"paired difference in {metric} (points), 95 % interval over folds (seeds averaged within)",
            title="The paper's claims on SynDFER: green supported, red contradicted, grey unresolved")
     return ax

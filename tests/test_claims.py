@@ -74,6 +74,29 @@ def test_the_claims_table_has_every_claim_and_its_contract_columns():
     assert (t.loc[t["claim"].str.startswith("more frames"), "verdict"] == "supported").all()
 
 
+def test_seeds_of_one_fold_are_not_independent_units_the_interval_is_over_fold_means():
+    a = (4, "1-1-1", "msstnet", "")
+    b = (4, "0-0-0", "resnet18-gru", "")
+    # the difference depends mostly on the fold (shared by its three seeds), a little on the seed
+    fold_effect = {1: -2.0, 2: 5.0, 3: 2.0, 4: 7.0, 5: 0.0}
+    df = _runs({a: lambda f, s: 50 + fold_effect[f] + 0.1 * s, b: lambda f, s: 50}, seeds=(0, 1, 2))
+    c = K.Comparison("x", K.Config(*a), K.Config(*b))
+    t = K.claims_table(df, "default", comparisons=[c]).iloc[0]
+    fold_means = np.array([fold_effect[f] + 0.1 for f in (1, 2, 3, 4, 5)])
+    mean, low, high, mde = K.interval(fold_means)
+    assert t["units"] == 15 and t["folds"] == 5 and t["seeds"] == 3
+    assert t["diff_mean"] == pytest.approx(mean)
+    assert t["ci_low"] == pytest.approx(low) and t["ci_high"] == pytest.approx(high) and t["mde"] == pytest.approx(mde)
+    # 15 units taken as independent would give an interval about sqrt(3) too narrow, and a wrong verdict
+    naive = K.interval(K.paired(df, c)["diff"].to_numpy())
+    assert naive[1] > 0 > low and t["verdict"] == "unresolved"
+    assert t["interval_over"].startswith("folds")
+    # one fold with several seeds: the interval is over those seeds, and says it speaks for one fold
+    one = K.claims_table(df[df["fold"] == 4], "default", comparisons=[c]).iloc[0]
+    assert one["interval_over"] == "seeds (one fold)"
+    assert one["ci_low"] == pytest.approx(K.interval(np.array([7.0, 7.1, 7.2]))[1])
+
+
 def test_refuses_to_mix_presets_or_epochs():
     df = _runs({(4, "1-1-1", "msstnet", ""): lambda f, s: 50})
     df = pd.concat([df, df.assign(epochs=40)])
