@@ -151,7 +151,8 @@ def unit_interval(p: pd.DataFrame, level: float = 0.95) -> tuple[float, float, f
     if p["fold"].nunique() >= 2:
         means = p.groupby("fold")["diff"].mean().to_numpy()
         return (*interval(means, level), "folds (seeds averaged within each)")
-    return (*interval(p["diff"].to_numpy(), level), "seeds (one fold)" if len(p) > 1 else "one unit")
+    over = {0: "no units", 1: "one unit"}.get(len(p), "seeds (one fold)")
+    return (*interval(p["diff"].to_numpy(), level), over)
 
 
 def verdict(low: float, high: float, kind: str = "superior") -> str:

@@ -95,6 +95,8 @@ def test_seeds_of_one_fold_are_not_independent_units_the_interval_is_over_fold_m
     one = K.claims_table(df[df["fold"] == 4], "default", comparisons=[c]).iloc[0]
     assert one["interval_over"] == "seeds (one fold)"
     assert one["ci_low"] == pytest.approx(K.interval(np.array([7.0, 7.1, 7.2]))[1])
+    none = K.claims_table(df[df["variant"] == "msstnet"], "default", comparisons=[c]).iloc[0]
+    assert none["units"] == 0 and none["interval_over"] == "no units" and none["verdict"] == "unresolved"
 
 
 def test_refuses_to_mix_presets_or_epochs():
