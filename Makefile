@@ -30,7 +30,7 @@ flops: install
 # The CPU study on SynDFER, both regimes (DESIGN.md §9), 2 rows at a time; each step resumes.
 #   make reproduce         fold 1: the DFEW-like regime's T=4 claim rows, then every row of the default
 #                          regime, tables and claims (both regimes side by side), Grad-CAM (~80 min on
-#                          two cores from nothing; README "Reproducing")
+#                          two cores from nothing; README "What `make reproduce` produces")
 #   make reproduce FULL=1  five folds and three seeds on every row a claim compares, both regimes
 #                          (~20 h on two cores from nothing, estimated from measured rows)
 #   FOLDS="1 2": other folds.  QUICK=1: a smoke run of a few rows on a small SynDFER (minutes).

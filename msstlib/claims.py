@@ -191,6 +191,34 @@ def claims_table(df: pd.DataFrame, regime: str, metric: str = "war",
     return pd.DataFrame(rows)
 
 
+def _points(v: float) -> str:
+    """A signed difference to one decimal; one that rounds to zero prints "+0.0", never "-0.0"."""
+    return f"{round(float(v), 1) + 0.0:+.1f}"
+
+
+def cell(r) -> str:
+    """One comparison of :func:`claims_table` as a reader gets it: ``+1.2 [+0.6, +1.7] supported
+    (5×3)``, i.e. the mean, the 95 % interval, the verdict and the design (folds × seeds; ``N units
+    over F folds`` when the folds do not all have the same seeds)."""
+    if not r["units"]:
+        return "not run"
+    design = (f"{r['folds']}×{r['seeds']}" if r["units"] == r["folds"] * r["seeds"]
+              else f"{r['units']} units over {r['folds']} folds")
+    ci = f" [{_points(r['ci_low'])}, {_points(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
+    return f"{_points(r['diff_mean'])}{ci} {r['verdict']} ({design})"
+
+
+def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims of every regime in :func:`claims_table` rows side by side: one row per claim
+    comparison, one column per regime (:func:`cell`), in the order the claims table has them. A
+    comparison a regime has no row for is ``not run`` there. This is the table the README shows."""
+    keys = list(dict.fromkeys(zip(table["claim"], table["comparison"])))
+    cells = {(r["claim"], r["comparison"], r["regime"]): cell(r) for _, r in table.iterrows()}
+    regimes = list(dict.fromkeys(table["regime"]))
+    return pd.DataFrame([{"claim": c, "comparison": k, **{g: cells.get((c, k, g), "not run") for g in regimes}}
+                         for c, k in keys], columns=["claim", "comparison", *regimes])
+
+
 PAPER_DFEW_RATIO = 65.91 / 69.71  # the paper's DFEW rows: no T-Former vs its best (Table 1), the paper's numbers
 
 

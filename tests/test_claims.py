@@ -120,3 +120,32 @@ def test_regime_summary_pairs_the_best_frame_level_model_with_msstnet():
     assert row["ci_low"] == pytest.approx(K.interval(diffs)[1])
     paper = t[t["regime"] == "paper (DFEW)"].iloc[0]
     assert paper["ratio"] == pytest.approx(65.91 / 69.71)
+
+
+def test_side_by_side_puts_each_comparison_on_one_row_with_a_cell_per_regime():
+    a = (4, "1-1-1", "msstnet", "")
+    b = (4, "0-0-0", "resnet18-gru", "")
+    c = K.Comparison("beats the GRU", K.Config(*a), K.Config(*b))
+    d = K.Comparison("beats the GRU again", K.Config(*b), K.Config(*a))
+    tiny = -0.04  # rounds to zero: printed "+0.0", not "-0.0"
+    default = _runs({a: lambda f, s: 50 + tiny + 0.04 * (f - 3), b: lambda f, s: 50}, seeds=(0, 1, 2))
+    dfewlike = _runs({a: lambda f, s: 60 + f, b: lambda f, s: 50})
+    dfewlike = dfewlike[~((dfewlike["variant"] == "resnet18-gru") & (dfewlike["fold"] == 5))]
+    t = pd.concat([K.claims_table(default, "default", comparisons=[c, d]),
+                   K.claims_table(dfewlike, "dfew-like", comparisons=[c])], ignore_index=True)
+    s = K.side_by_side(t)
+    assert list(s.columns) == ["claim", "comparison", "default", "dfew-like"]
+    assert list(s["claim"]) == ["beats the GRU", "beats the GRU again"]
+    first = s.iloc[0]
+    assert first["default"].startswith("+0.0 [") and first["default"].endswith("unresolved (5×3)")
+    assert "-0.0" not in first["default"]
+    assert first["dfew-like"].startswith("+12.5 [") and first["dfew-like"].endswith("supported (4×1)")
+    assert s.iloc[1]["dfew-like"] == "not run"  # no row of that regime for this comparison
+
+
+def test_a_cell_names_an_uneven_design_and_a_missing_interval():
+    row = {"units": 7, "folds": 5, "seeds": 2, "diff_mean": 1.26, "ci_low": 0.5, "ci_high": 2.0, "verdict": "supported"}
+    assert K.cell(row) == "+1.3 [+0.5, +2.0] supported (7 units over 5 folds)"
+    one = {**row, "units": 1, "folds": 1, "seeds": 1, "ci_low": np.nan, "ci_high": np.nan, "verdict": "unresolved"}
+    assert K.cell(one) == "+1.3 (no interval) unresolved (1×1)"
+    assert K.cell({**row, "units": 0}) == "not run"

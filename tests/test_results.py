@@ -159,3 +159,43 @@ def test_the_baselines_table_shows_each_learning_rate_of_a_baseline_as_its_own_r
                              "ResNet-18 + LSTM (baseline), lr 3e-3", "ResNet-18 + LSTM (baseline), lr 1e-2"]
     assert t.loc["ResNet-18 + LSTM (baseline), lr 1e-2", "war"] == pytest.approx(66.5)
     assert (t["n_folds"] == 2).all()
+
+
+REGIME_RUNS = {"default": ROOT / "results" / "synthetic" / "runs", "dfew-like": ROOT / "results" / "synthetic-dfewlike" / "runs"}
+CLAIMS = ROOT / "results" / "synthetic" / "tables"
+
+
+def test_committed_claims_are_what_the_committed_runs_give():
+    """Every verdict comes from committed run files through the code (issue 10): the committed
+    claims table of both regimes is what msstlib.claims computes from the committed result.json files,
+    so a run added without re-rendering the tables, or a table edited by hand, fails here."""
+    import numpy as np
+
+    from msstlib import claims as K
+
+    fresh = pd.concat([K.claims_table(R._family(R.load_study(runs), None)[0], regime)
+                       for regime, runs in REGIME_RUNS.items()], ignore_index=True)
+    committed = pd.read_csv(CLAIMS / "claims.csv")
+    keys = ["claim", "regime", "comparison", "verdict", "units", "folds", "seeds"]
+    assert fresh[keys].values.tolist() == committed[keys].values.tolist()
+    numbers = ["diff_mean", "ci_low", "ci_high", "mde"]  # the CSV keeps four significant digits
+    np.testing.assert_allclose(fresh[numbers].to_numpy(float), committed[numbers].to_numpy(float), rtol=1e-3, atol=1e-3)
+    side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
+    assert side.values.tolist() == K.side_by_side(fresh).values.tolist()
+
+
+def test_readme_shows_the_committed_claims_table():
+    """The README's claims table is the committed claims_by_regime table, cell for cell (it used to be
+    pasted from a helper outside the repository, and could drift from the runs)."""
+    side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
+    header = "| " + " | ".join(side.columns) + " |"
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert header in lines, f"README.md has no claims table with the header {header}"
+    start = lines.index(header) + 2  # skip the |---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    assert rows == side.values.tolist(), "README.md's claims table differs from results/synthetic/tables/" \
+                                         "claims_by_regime.md: paste that table into the README"
