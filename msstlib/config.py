@@ -42,7 +42,9 @@ ATTENTIONS = ("temporal", "joint")
 # Field metadata key saying how a field enters a run's identity:
 #   True (default)   the value, always;
 #   False            never: it changes how fast or where the run goes, not what it computes;
-#   "content"        a file path, entered as a digest of the file's bytes (never the path);
+#   "content"        a file path, entered as a digest of its content (never the path): for a
+#                    torch state dict, of its tensors (torch.save's bytes are not: they hold a
+#                    random serialization id and the file's name); for any other file, of its bytes;
 #   "if-changed"     only when it differs from its default (fields added after runs were recorded:
 #                    old runs keep their ids).
 IDENTITY = "identity"
@@ -387,6 +389,32 @@ def file_digest(path: str | Path) -> str:
     return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+@lru_cache(maxsize=16)
+def _weights_digest(path: str, size: int, mtime_ns: int) -> str:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file: its bytes are its content
+        return _digest(path, size, mtime_ns)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return _digest(path, size, mtime_ns)
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def weights_digest(path: str | Path) -> str:
+    """A short digest of a state dict's tensors (names, dtypes, shapes, values), so that the same
+    weights saved twice, or under another name, are the same weights (:func:`file_digest` of two
+    ``torch.save`` files of one state dict differs). Other files: :func:`file_digest`."""
+    st = os.stat(path)
+    return _weights_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
 def data_fingerprint(annotations: str | Path, root: str | Path) -> str:
     """What the run's data are, by content: the annotations' bytes and, for SynDFER, the generator's
     parameters (two draws with the same clip list but other knobs are different data)."""
@@ -405,7 +433,7 @@ def _config_identity(cfg) -> dict:
         if how is False or (how == "if-changed" and value == f.default):
             continue
         if how == "content":
-            value = file_digest(value) if value else None
+            value = weights_digest(value) if value else None
         out[f.name] = value
     return out
 

@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
+PRETRAIN_THREADS = 2  # the development machine's cores: what the committed backbones were made with
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Args:
@@ -88,6 +91,17 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("config") == asdict(cfg):
         print(f"pre-trained backbone up to date: {P.relative(out)}")
         return out
+    # The weights depend on the thread count (reductions split differently), so it is fixed: a
+    # machine with more cores pre-trains the same backbone as the two-core one (README "Builds").
+    previous = torch.get_num_threads()
+    torch.set_num_threads(PRETRAIN_THREADS)
+    try:
+        return _train(cfg, out, meta_path, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg: PretrainConfig, out: Path, meta_path: Path, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     frames, targets = render_frames(cfg)

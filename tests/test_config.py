@@ -87,3 +87,20 @@ def test_presets_live_in_one_place():
         C.resolve("cpu", frames=4)
     with pytest.raises(C.ConfigError, match="unknown config fields"):
         C.resolve("paper", overrides={"learning_rate": 1})
+
+
+def test_the_same_weights_saved_again_are_the_same_weights(tiny, r18, tmp_path):
+    """Found when a new machine re-ran the (deterministic) pre-training: the tensors were
+    identical, yet every committed row looked undone, because the identity hashed the file's bytes
+    and torch.save writes a random serialization id and the file's name into them."""
+    import torch
+
+    weights = torch.load(r18, weights_only=True)
+    again = tmp_path / "pretrained_again.pt"
+    torch.save(weights, again)
+    assert C.file_digest(again) != C.file_digest(r18)  # what made every committed row look undone
+    assert C.run_id(_ident(tiny, backbone_weights=r18)) == C.run_id(_ident(tiny, backbone_weights=str(again)))
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1e-3
+    torch.save(weights, again)
+    assert C.run_id(_ident(tiny, backbone_weights=r18)) != C.run_id(_ident(tiny, backbone_weights=str(again)))

@@ -65,3 +65,22 @@ def test_short_pre_training_explains_its_negative_r2(tmp_path, capsys):
     r2 = json.loads((tmp_path / "r18.json").read_text())["held_out_r2_per_dimension"]
     assert min(r2) < 0  # a few frames and one epoch: worse than the mean on some movement
     assert "below 0: worse than predicting each movement's mean" in out
+
+
+def test_pre_training_gives_the_same_weights_whatever_the_thread_count(tmp_path):
+    """Pre-training with 1 and with 2 threads gave other weights (reductions split differently), so a
+    machine with another core count pre-trained another backbone: other run ids for every row."""
+    import torch
+
+    from msstlib.config import weights_digest
+    from msstlib.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(clips=35, frames_per_clip=2, epochs=1, batch_size=8)
+    before = torch.get_num_threads()
+    digests = []
+    for threads in (1, 3):
+        torch.set_num_threads(threads)
+        digests.append(weights_digest(pretrain(cfg, tmp_path / f"r18_{threads}threads.pt", progress=False)))
+        assert torch.get_num_threads() == threads  # left as it was
+    torch.set_num_threads(before)
+    assert digests[0] == digests[1]
