@@ -42,7 +42,9 @@ else
 FOLDS ?= 1
 DFEWLIKE_ROWS := --claims-only --frames 4
 endif
-STUDY := $(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2
+# --allow-other-builds: the committed rows count as done on any machine, whose pre-training gives
+# another backbone; rows run here pair with rows of this build only (README "Builds").
+STUDY := $(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 --allow-other-builds
 reproduce: install flops
 ifdef QUICK
 	$(STUDY) --quick
@@ -55,7 +57,7 @@ endif
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
 # and against its trained control, the ResNet-18 + GRU row (FULL=1: in the DFEW-like regime too).
 figures: install
-	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
+	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --allow-other-builds $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
 ifdef FULL
 	$(STUDY) --regime dfew-like --folds $(FOLDS) $(DFEWLIKE_ROWS) --figures
 endif

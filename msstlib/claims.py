@@ -119,8 +119,10 @@ def compared_rows() -> set[tuple[int, tuple[int, int, int], str, str]]:
 
 
 def paired(df: pd.DataFrame, c: Comparison, metric: str = "war") -> pd.DataFrame:
-    """The fold x seed units both configurations ran, with their paired difference (points)."""
-    keys = ["preset", "epochs", "fold", "seed"]
+    """The fold x seed units both configurations ran, with their paired difference (points). Runs
+    pair only within one build (``build``: the same data and the same pre-trained backbone), so a
+    runs folder that holds two builds gives one unit per build, never a pair across them."""
+    keys = ["preset", "epochs", "fold", "seed"] + (["build"] if "build" in df else [])
     a = c.better.select(df)[keys + [metric, "gflops"]]
     b = c.worse.select(df)[keys + [metric, "gflops"]]
     m = a.merge(b, on=keys, suffixes=("_a", "_b"))
@@ -184,7 +186,8 @@ def claims_table(df: pd.DataFrame, regime: str, metric: str = "war",
             "diff_mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict(low, high, c.kind), "metric": metric,
             "interval_over": over,
             "test": "non-inferiority, margin %.1f points" % MARGIN if c.kind == "non-inferior" else "superiority",
-            "units": len(p), "folds": p["fold"].nunique(), "seeds": p["seed"].nunique(), "mde": mde,
+            "units": len(p), "folds": p["fold"].nunique(), "seeds": p["seed"].nunique(),
+            "builds": p["build"].nunique() if "build" in p else int(len(p) > 0), "mde": mde,
             "gflops_a": float(p["gflops_a"].iloc[0]) if len(p) else np.nan,
             "gflops_b": float(p["gflops_b"].iloc[0]) if len(p) else np.nan,
         })
@@ -204,6 +207,8 @@ def cell(r) -> str:
         return "not run"
     design = (f"{r['folds']}×{r['seeds']}" if r["units"] == r["folds"] * r["seeds"]
               else f"{r['units']} units over {r['folds']} folds")
+    if r.get("builds", 1) > 1:  # runs of several pre-trained backbones, each paired within its own
+        design += f", {r['builds']} builds"
     ci = f" [{_points(r['ci_low'])}, {_points(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
     return f"{_points(r['diff_mean'])}{ci} {r['verdict']} ({design})"
 

@@ -191,10 +191,13 @@ class Study:
         return C.resolve(self.preset, frames=row.frames, depths=row.depths, variant=row.variant, epochs=self.epochs,
                          overrides=self.overrides(row))
 
-    def run_id(self, row: Row) -> str:
+    def identity(self, row: Row) -> dict:
         model, train, data = self.configs(row)
-        return C.run_id(C.identity(model, train, data, dataset=row.dataset, fold=row.fold, split=row.split,
-                                   seed=row.seed, annotations=self.annotations, root=self.root))
+        return C.identity(model, train, data, dataset=row.dataset, fold=row.fold, split=row.split, seed=row.seed,
+                          annotations=self.annotations, root=self.root)
+
+    def run_id(self, row: Row) -> str:
+        return C.run_id(self.identity(row))
 
     def folder(self, row: Row) -> str:
         return f"{row.name}_{self.run_id(row)}"
@@ -209,6 +212,50 @@ class Study:
 def row_done(study: Study, row: Row) -> bool:
     out = study.result_dir(row)
     return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
+
+
+# Identity fields that the study *builds* rather than configures (msstlib.results.build_of).
+BUILT = ("data_fingerprint", "model.backbone_weights")
+
+
+def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str], dict]]:
+    """Rows not done here that the results folder holds a result of, made with the same
+    configuration but another build (other data, or another pre-trained backbone): ``(folder here,
+    the result's folder, how their identities differ, the versions that result recorded)``.
+
+    Pre-training is deterministic on one machine, but not bit for bit across CPUs (their SIMD
+    kernels round differently), so a study continued on another machine gets a backbone with other
+    weights, hence other run ids: it would run every committed row again beside the committed one.
+    ``--allow-other-builds`` counts these rows as done and runs only the missing ones with this
+    build; claims pair within a build (:func:`msstlib.claims.paired`)."""
+    found = []
+    for row in rows:
+        if row_done(study, row):
+            continue
+        mine = None
+        for result in sorted((Path(study.results) / "runs").glob(f"{row.name}_*/result.json")):
+            theirs = json.loads(result.read_text())
+            mine = mine or study.identity(row)
+            diff = C.identity_diff(theirs.get("identity", {}), mine)
+            if diff and all(line.split(":")[0] in BUILT for line in diff):
+                found.append((study.folder(row), result.parent.name, diff, theirs.get("versions", {})))
+    return found
+
+
+def other_builds_message(study: Study, found: list) -> str:
+    from .train import versions
+
+    here, there, diff, recorded = found[0]
+    now = versions()
+    return (f"{P.relative(Path(study.results) / 'runs')} holds {len(found)} of these rows made with another "
+            f"build, e.g. {there} (this build's run: {here}): {'; '.join(diff)}. That result was made with torch "
+            f"{recorded.get('torch', '?')} ({recorded.get('cpu_capability', 'CPU capability not recorded')}); "
+            f"this machine has torch {now['torch']} ({now['cpu_capability']}). A backbone pre-trained on another "
+            f"CPU has other weights (floating-point results differ between SIMD kernels), so rows run with this "
+            f"build would not pair with the committed ones. Either give the backbone those runs used "
+            f"(--backbone-weights FILE), run this build as a study of its own (--results results/<another "
+            f"folder>), or add this build's rows to those results (--allow-other-builds: rows they hold count as "
+            f"done, claims pair only within a build)")
 
 
 def row_parameters(study: Study, row: Row) -> dict:
@@ -516,11 +563,14 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
             lock_path.unlink(missing_ok=True)
 
 
-def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
+def render_figures(study: Study, rows: list[Row], max_clips: int = 0, elsewhere: dict | None = None) -> None:
     """``gradcam.ipynb`` on the study's T=4 MSSTNet (depth 1) and its matched control (ResNet-18 +
     GRU on the same features), fold 1 (or the first fold run), seed 0: Fig. 3 analogues and paired
     scores under ``results/{figures,tables}``.
-    ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test)."""
+    ``max_clips`` > 0 scores only that many test clips (the quick run's smoke test). ``elsewhere``
+    maps a row's folder to the folder of its result under another build (``--allow-other-builds``):
+    such a row is trained again with this build for its weights."""
+    elsewhere = elsewhere or {}
 
     def pick(depths, variant="msstnet"):
         found = [r for r in rows if r.frames == 4 and r.depths == depths and r.variant == variant
@@ -529,18 +579,21 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0) -> None:
             raise FileNotFoundError(f"the study's grid has no T=4 {variant} depths {depths} row")
         row, ckpt = found[0], study.work_dir(found[0]) / "checkpoint.pt"
         if not ckpt.exists():
-            if not row_done(study, row):
+            made = study.result_dir(row) if row_done(study, row) else (
+                Path(study.results) / "runs" / elsewhere[study.folder(row)] if study.folder(row) in elsewhere else None)
+            if made is None:
                 raise FileNotFoundError(f"no result for {study.folder(row)} yet; run the study first (same flags, "
                                         f"without --figures)")
             # The result is committed but its weights are not (a fresh clone): train the same run
-            # again into the work folder (same run id; on the CPU it reproduces the result exactly).
+            # again into the work folder (on the CPU that made it, it reproduces the result exactly;
+            # under another build, --allow-other-builds, it is this build's model of that row).
             from .train import run
 
             print(f"re-training {study.folder(row)} for its weights (its result is committed, its checkpoint is not)",
                   flush=True)
             # As it was made: the same input path and thread count (neither changes the run's result
             # beyond rounding, but Grad-CAM reads the weights, and the committed figure used those).
-            recorded = json.loads((study.result_dir(row) / "result.json").read_text())
+            recorded = json.loads((made / "result.json").read_text())
             same_input = {"feature_cache": recorded.get("input", "frames") != "frames"}
             threads = recorded.get("config", {}).get("train", {}).get("threads") or study.threads
             run(annotations=study.annotations, root=study.root, frames=row.frames, depths=row.depths,
@@ -716,6 +769,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default: results/<dataset>, or results/<dataset>-quick)")
     p.add_argument("--work-dir", default=str(ROOT / "build"),
                    help="checkpoints and job logs (default build/; scratch space on a cluster)")
+    p.add_argument("--allow-other-builds", action="store_true",
+                   help="add rows made with this build (data, pre-trained backbone) to results made with another: "
+                        "a row the results hold under another build counts as done, claims pair only within a "
+                        "build and say how many builds they rest on (default: refuse, exit 2)")
     p.add_argument("--dry-run", action="store_true", help="list the rows (done or todo) and exit")
     p.add_argument("--status", action="store_true", help="list rows as done / running / queued / failed / todo")
     p.add_argument("--collect", action="store_true", help="render the tables from the rows that have landed")
@@ -794,6 +851,10 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    found = other_builds(study, rows)
+    if found and not (args.dry_run or args.status or args.collect or args.allow_other_builds):
+        print(f"error: {other_builds_message(study, found)}", file=sys.stderr)
+        return 2
     if args.dry_run or args.status:
         counts: dict[str, int] = {}
         for row, folder in zip(rows, folders):
@@ -802,10 +863,13 @@ def main(argv: list[str] | None = None) -> int:
             counts[state] = counts.get(state, 0) + 1
             print(f"{folder:56s} {state:8s} {detail}")
         print(f"{len(rows)} rows -> {P.relative(results / 'runs')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        if found:
+            print(f"warning: {other_builds_message(study, found)}")
         return 0
     if args.figures:
         try:
-            render_figures(study, rows, max_clips=QUICK_CAM_CLIPS if args.quick else 0)
+            render_figures(study, rows, max_clips=QUICK_CAM_CLIPS if args.quick else 0,
+                           elsewhere={here: there for here, there, *_ in found})
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -820,6 +884,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
+    for here, *_ in found:  # --allow-other-builds: a row another build has run counts as done
+        states[here] = "done"
     todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
     busy = sum(s in ("running", "queued", "submitted") for s in states.values())
     print(f"{len(rows)} rows: {sum(s == 'done' for s in states.values())} done, {busy} running or queued, "

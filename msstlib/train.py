@@ -86,7 +86,9 @@ def versions() -> dict:
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "platform": platform.platform(), "git_commit": git_commit()}
+            "numpy": np.__version__, "platform": platform.platform(),
+            # the SIMD kernels torch picked: pre-trained weights differ across them (msstlib.study.other_builds)
+            "cpu_capability": f"CPU capability {torch.backends.cpu.get_cpu_capability()}", "git_commit": git_commit()}
 
 
 def _atomic_torch_save(obj, path: Path) -> None:

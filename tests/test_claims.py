@@ -149,3 +149,18 @@ def test_a_cell_names_an_uneven_design_and_a_missing_interval():
     one = {**row, "units": 1, "folds": 1, "seeds": 1, "ci_low": np.nan, "ci_high": np.nan, "verdict": "unresolved"}
     assert K.cell(one) == "+1.3 (no interval) unresolved (1×1)"
     assert K.cell({**row, "units": 0}) == "not run"
+
+
+def test_runs_of_two_builds_are_never_paired_across_them():
+    """A runs folder that holds runs made with two pre-trained backbones (a study continued on a
+    machine whose pre-training gave other weights) paired every run of one build with every run of
+    the other: 4 'pairs' per fold, two of them across backbones."""
+    a = (4, "1-1-1", "msstnet", "")
+    b = (4, "0-0-0", "resnet18-gru", "")
+    old = _runs({a: lambda f, s: 60 + f, b: lambda f, s: 58 + f}).assign(build="data/old-backbone")
+    new = _runs({a: lambda f, s: 40 + f, b: lambda f, s: 38 + f}).assign(build="data/new-backbone")
+    c = K.Comparison("x", K.Config(*a), K.Config(*b))
+    p = K.paired(pd.concat([old, new], ignore_index=True), c)
+    assert len(p) == 10 and (p["diff"] == 2).all()  # 5 folds x 2 builds, each a true pair
+    row = K.claims_table(pd.concat([old, new], ignore_index=True), "default", comparisons=[c]).iloc[0]
+    assert row["builds"] == 2 and K.cell(row).endswith("supported (10 units over 5 folds, 2 builds)")

@@ -199,3 +199,16 @@ def test_readme_shows_the_committed_claims_table():
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
     assert rows == side.values.tolist(), "README.md's claims table differs from results/synthetic/tables/" \
                                          "claims_by_regime.md: paste that table into the README"
+
+
+def test_every_committed_run_is_filed_under_its_identity():
+    """A committed result.json's identity hashes to its run id, and its folder ends with that id:
+    the folder, the id and the recorded configuration cannot disagree (DESIGN.md §7)."""
+    from msstlib import config as C
+
+    bad = []
+    for path in sorted((ROOT / "results").glob("*/runs/*/result.json")):
+        r = json.loads(path.read_text())
+        if not (C.run_id(r["identity"]) == r["run_id"] and path.parent.name.endswith("_" + r["run_id"])):
+            bad.append(path.parent.name)
+    assert not bad, f"{len(bad)} runs not filed under their identity, e.g. {bad[0]}"

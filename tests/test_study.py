@@ -435,3 +435,45 @@ def test_a_study_ends_by_saying_where_its_results_are_and_labels_a_smoke_test(tm
     assert "SMOKE TEST" not in capsys.readouterr().out
     makefile = (Path(S.ROOT) / "Makefile").read_text()
     assert "--no-print-directory figures" in makefile
+
+
+def test_a_study_continued_with_another_pre_trained_backbone_is_refused(tiny, r18, tmp_path, monkeypatch, capsys):
+    """Found continuing the committed study on a machine whose CPU and torch release pre-trained
+    another backbone: every committed row looked undone (its run id names the old weights), so the
+    study started re-running them beside the committed ones, and the tables would have mixed two
+    backbones. Now it says so before running anything (exit 2); a dry run warns."""
+    import torch
+
+    ann, root = _copy(tiny, tmp_path)
+    other = tmp_path / "other_r18.pt"
+    weights = torch.load(r18)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1e-3  # another pre-training's weights: another content digest
+    torch.save(weights, other)
+    base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
+            "--work-dir", str(tmp_path / "work")]
+    before = _study(base + ["--backbone-weights", r18])
+    committed = next(r for r in study.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
+    out = before.result_dir(committed)
+    out.mkdir(parents=True)
+    (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4, "identity": before.identity(committed),
+                                                 "versions": {"torch": "2.15.0+cu132"}}))
+    monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("nothing may run"))
+    capsys.readouterr()
+    assert study.main(base + ["--backbone-weights", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert out.name in err and "model.backbone_weights" in err and "2.15.0+cu132" in err
+    assert "--backbone-weights FILE" in err and "--results" in err
+    assert study.main(base + ["--backbone-weights", str(other), "--dry-run"]) == 0
+    assert "warning:" in capsys.readouterr().out
+    # The backbone the committed rows used: that row is done, nothing is refused.
+    assert study.main(base + ["--backbone-weights", r18, "--dry-run"]) == 0
+    assert "warning:" not in capsys.readouterr().out
+    # --allow-other-builds (what make reproduce passes): that row counts as done, the others run with this build.
+    ran = {}
+    monkeypatch.setattr(study, "run_local", lambda todo, st, jobs: ran.setdefault("todo", [st.folder(r) for r in todo])
+                        and [])
+    monkeypatch.setattr(study, "render_tables", lambda *a, **k: None)
+    assert study.main(base + ["--backbone-weights", str(other), "--allow-other-builds"]) == 0
+    assert ran["todo"] and not any(f.startswith(committed.name + "_") for f in ran["todo"])
+    assert len(ran["todo"]) == len(study.grid("dfew", folds=[1], sgd_rows=True)) - 1
