@@ -464,6 +464,23 @@ def identity_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return lines
 
 
+# Identity fields the study *builds* rather than configures: the data and the pre-trained backbone.
+BUILD_FIELDS = ("data_fingerprint", "model.backbone_weights")
+
+
+def build_of(ident: dict) -> str:
+    """A run's build, ``data/backbone`` (:data:`BUILD_FIELDS` of its identity). Runs of two builds
+    are never paired by a claim (:func:`msstlib.claims.paired`): a backbone pre-trained on another
+    kind of CPU has other weights (README "Builds")."""
+    return "/".join(str(_dotted(ident, f) or "-") for f in BUILD_FIELDS)
+
+
+def _dotted(ident: dict, name: str):
+    for part in name.split("."):
+        ident = ident.get(part, {}) if isinstance(ident, dict) else {}
+    return ident or None
+
+
 def config_id(ident: dict) -> str:
     """The id of a table cell: the identity without fold, split and seed. Runs that differ only in
     where they were tested or their seed share it and are averaged together; nothing else is."""

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-PRETRAIN_THREADS = 2  # the development machine's cores: what the committed backbones were made with
+PRETRAIN_THREADS = 2  # torch's default on the two-core development machines that made the committed backbones
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import paths as P
+from .config import build_of
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
@@ -40,21 +41,12 @@ def row_tag(run: str) -> str:
     return (m.group("tag") or "") if m else ""
 
 
-def build_of(identity: dict) -> str:
-    """What a run was trained on that the study *builds* rather than configures: the data (their
-    fingerprint) and the pre-trained backbone (its weights' content digest), as ``data/backbone``.
-    Two runs of different builds are never paired by a claim (:func:`msstlib.claims.paired`): a
-    backbone pre-trained on another kind of CPU has other weights (README "Builds")."""
-    return f"{identity.get('data_fingerprint') or '-'}/{identity.get('model', {}).get('backbone_weights') or '-'}"
-
-
 def load_results(runs_dir: str | Path) -> pd.DataFrame:
     """One row per ``result.json`` under ``runs_dir`` (recursively), metrics in percent."""
     rows = []
     for path in sorted(Path(runs_dir).rglob("result.json")):
         r = json.loads(path.read_text())
         model = r.get("config", {}).get("model", {})
-        ident = r.get("identity", {})
         row = {
             "run": path.parent.name, "run_id": r.get("run_id"), "config_id": r.get("config_id"),
             "tag": r.get("tag", row_tag(path.parent.name)), "dataset": r["dataset"], "fold": r.get("fold"),
@@ -62,7 +54,7 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
             "variant": r["variant"], "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"],
             "preset": r["preset"], "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"],
             "gflops": r["gflops"], "params": r["params"], "wall_s": r["wall_s"],
-            "build": build_of(ident),
+            "build": build_of(r.get("identity", {})),
         }
         row.update({e: (100 * v if v is not None else np.nan) for e, v in r["per_class"].items()})
         rows.append(row)

@@ -214,10 +214,6 @@ def row_done(study: Study, row: Row) -> bool:
     return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
 
 
-# Identity fields that the study *builds* rather than configures (msstlib.results.build_of).
-BUILT = ("data_fingerprint", "model.backbone_weights")
-
-
 def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str], dict]]:
     """Rows not done here that the results folder holds a result of, made with the same
     configuration but another build (other data, or another pre-trained backbone): ``(folder here,
@@ -232,13 +228,13 @@ def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str
     for row in rows:
         if row_done(study, row):
             continue
-        mine = None
-        for result in sorted((Path(study.results) / "runs").glob(f"{row.name}_*/result.json")):
+        results = sorted((Path(study.results) / "runs").glob(f"{row.name}_*/result.json"))
+        mine = study.identity(row) if results else None
+        for result in results:
             theirs = json.loads(result.read_text())
-            mine = mine or study.identity(row)
             diff = C.identity_diff(theirs.get("identity", {}), mine)
-            if diff and all(line.split(":")[0] in BUILT for line in diff):
-                found.append((study.folder(row), result.parent.name, diff, theirs.get("versions", {})))
+            if diff and all(line.split(":")[0] in C.BUILD_FIELDS for line in diff):
+                found.append((f"{row.name}_{C.run_id(mine)}", result.parent.name, diff, theirs.get("versions", {})))
     return found
 
 
@@ -579,8 +575,9 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0, elsewhere:
             raise FileNotFoundError(f"the study's grid has no T=4 {variant} depths {depths} row")
         row, ckpt = found[0], study.work_dir(found[0]) / "checkpoint.pt"
         if not ckpt.exists():
-            made = study.result_dir(row) if row_done(study, row) else (
-                Path(study.results) / "runs" / elsewhere[study.folder(row)] if study.folder(row) in elsewhere else None)
+            here = study.folder(row)
+            made = (study.result_dir(row) if row_done(study, row)
+                    else Path(study.results) / "runs" / elsewhere[here] if here in elsewhere else None)
             if made is None:
                 raise FileNotFoundError(f"no result for {study.folder(row)} yet; run the study first (same flags, "
                                         f"without --figures)")
