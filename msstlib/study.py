@@ -228,7 +228,9 @@ def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str
     for row in rows:
         if row_done(study, row):
             continue
-        results = sorted((Path(study.results) / "runs").glob(f"{row.name}_*/result.json"))
+        # A probe's outcome may be a divergence (diverged.json records its identity too).
+        names = ("result.json", "diverged.json") if row.probe else ("result.json",)
+        results = sorted(p for name in names for p in (Path(study.results) / "runs").glob(f"{row.name}_*/{name}"))
         mine = study.identity(row) if results else None
         for result in results:
             theirs = json.loads(result.read_text())
@@ -854,9 +856,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.dry_run or args.status:
         counts: dict[str, int] = {}
+        elsewhere = {here: there for here, there, *_ in found}
         for row, folder in zip(rows, folders):
             state, detail = row_status(study, row) if args.status else (
                 ("done" if row_done(study, row) else "todo"), "")
+            if folder in elsewhere and state in ("todo", "failed"):  # what the run itself would do with the row
+                state = "done" if args.allow_other_builds else "other-build"
+                detail = f"held under another build: {elsewhere[folder]}"
             counts[state] = counts.get(state, 0) + 1
             print(f"{folder:56s} {state:8s} {detail}")
         print(f"{len(rows)} rows -> {P.relative(results / 'runs')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))

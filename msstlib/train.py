@@ -537,6 +537,7 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
             record = {"status": "diverged", "message": str(exc), "dataset": spec.dataset, "fold": fold,
                       "split": split, "frames": frames, "depths": list(depths), "variant": variant,
                       "preset": preset, "seed": seed, "tag": tag, "overrides": overrides or {},
+                      "identity": spec.identity(model_cfg, train_cfg, data_cfg),
                       "run_id": C.run_id(spec.identity(model_cfg, train_cfg, data_cfg)),
                       "log": pd.read_csv(log).to_dict("records") if log.exists() else []}
             _atomic_write_text(dest / "diverged.json", json.dumps(record, indent=1))

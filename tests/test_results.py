@@ -203,11 +203,14 @@ def test_readme_shows_the_committed_claims_table():
 
 def test_every_committed_run_is_filed_under_its_identity():
     """A committed result.json's identity hashes to its run id, and its folder ends with that id:
-    the folder, the id and the recorded configuration cannot disagree (DESIGN.md §7)."""
+    the folder, the id and the recorded configuration cannot disagree (DESIGN.md §7). So for a
+    probe's diverged.json (a study on another build must recognise it, README "Builds")."""
     from msstlib import config as C
 
     bad = []
-    for path in sorted((ROOT / "results").glob("*/runs/*/result.json")):
+    paths = sorted((ROOT / "results").glob("*/runs/*/result.json")) + sorted((ROOT / "results").glob("*/runs/*/diverged.json"))
+    assert any(p.name == "diverged.json" for p in paths)
+    for path in paths:
         r = json.loads(path.read_text())
         if not (C.run_id(r["identity"]) == r["run_id"] and path.parent.name.endswith("_" + r["run_id"])):
             bad.append(path.parent.name)

@@ -204,6 +204,50 @@ def test_finished_rows_are_skipped_and_failures_recorded(tiny, r18, tmp_path, mo
     assert not (failed / "error.txt").exists()
 
 
+def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listing_says_so(tiny, r18, tmp_path,
+                                                                                        monkeypatch, capsys):
+    """Found continuing the study on a new machine: diverged.json recorded no identity, so an
+    optimiser probe that had diverged under the committed build was not recognised as held by
+    another build and ran again beside it (its tables would show the probe twice); and a dry run
+    with --allow-other-builds listed every row held under another build as "todo" although the run
+    counts it done. Now diverged.json carries the identity and the listing says what the run does."""
+    import torch
+
+    ann, root = _copy(tiny, tmp_path)
+    other = tmp_path / "other_r18.pt"
+    weights = torch.load(r18)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + 1e-3
+    torch.save(weights, other)
+    base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
+            "--work-dir", str(tmp_path / "work")]
+    before = _study(base + ["--backbone-weights", r18])
+    rows = study.grid("dfew", folds=[1], sgd_rows=True)
+    probe = next(r for r in rows if r.probe)
+    table_row = next(r for r in rows if r.frames == 8 and r.depths == (2, 2, 2) and not r.probe)
+    for row, name, record in [(probe, "diverged.json", {"status": "diverged"}), (table_row, "result.json",
+                                                                                   {"war": 0.5, "uar": 0.4})]:
+        out = before.result_dir(row)
+        out.mkdir(parents=True)
+        (out / name).write_text(json.dumps({**record, "identity": before.identity(row)}))
+    after = _study(base + ["--backbone-weights", str(other)])
+    ran = {}
+    monkeypatch.setattr(study, "run_local", lambda todo, st, jobs: ran.setdefault("todo", [st.folder(r) for r in todo])
+                        and [])
+    monkeypatch.setattr(study, "render_tables", lambda *a, **k: None)
+    assert study.main(base + ["--backbone-weights", str(other), "--allow-other-builds"]) == 0
+    assert not any(f.startswith((probe.name + "_", table_row.name + "_")) for f in ran["todo"])
+    assert len(ran["todo"]) == len(rows) - 2
+    capsys.readouterr()
+    for flags, state in [(["--allow-other-builds"], "done"), ([], "other-build")]:
+        assert study.main(base + ["--backbone-weights", str(other), "--dry-run"] + flags) == 0
+        listing = capsys.readouterr().out
+        for row in (probe, table_row):
+            line = next(x for x in listing.splitlines() if x.startswith(after.folder(row)))
+            assert line.split()[1] == state and before.folder(row) in line, line
+        assert f"{len(rows)} rows" in listing and f"2 {state}" in listing and f"{len(rows) - 2} todo" in listing
+
+
 def test_real_datasets_need_a_root(capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "dfew"])

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from msstlib import config as C
 from msstlib import train as T
 from msstlib.labels import EMOTIONS
 
@@ -101,6 +102,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, 
     record = json.loads((tmp_path / "res" / "diverged.json").read_text())
     assert record["status"] == "diverged" and "epoch 2" in record["message"] and len(record["log"]) == 1
     assert not (tmp_path / "res" / "result.json").exists()
+    # Its identity, as a result.json has: a study on another build recognises the probe (README "Builds").
+    assert C.run_id(record["identity"]) == record["run_id"]
+    assert record["identity"]["model"]["backbone_weights"] == C.weights_digest(r18)
 
 
 def test_existing_checkpoint_needs_resume(tiny, r18, tmp_path, capsys):
