@@ -534,11 +534,11 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
             log = Path(work_dir) / "log.csv"
             import pandas as pd
 
+            ident = spec.identity(model_cfg, train_cfg, data_cfg)  # as result.json: another build's study knows it
             record = {"status": "diverged", "message": str(exc), "dataset": spec.dataset, "fold": fold,
                       "split": split, "frames": frames, "depths": list(depths), "variant": variant,
                       "preset": preset, "seed": seed, "tag": tag, "overrides": overrides or {},
-                      "identity": spec.identity(model_cfg, train_cfg, data_cfg),
-                      "run_id": C.run_id(spec.identity(model_cfg, train_cfg, data_cfg)),
+                      "identity": ident, "run_id": C.run_id(ident),
                       "log": pd.read_csv(log).to_dict("records") if log.exists() else []}
             _atomic_write_text(dest / "diverged.json", json.dumps(record, indent=1))
         raise
