@@ -851,12 +851,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     found = other_builds(study, rows)
+    elsewhere = {here: there for here, there, *_ in found}  # this build's folder -> the one holding the row
     if found and not (args.dry_run or args.status or args.collect or args.allow_other_builds):
         print(f"error: {other_builds_message(study, found)}", file=sys.stderr)
         return 2
     if args.dry_run or args.status:
         counts: dict[str, int] = {}
-        elsewhere = {here: there for here, there, *_ in found}
         for row, folder in zip(rows, folders):
             state, detail = row_status(study, row) if args.status else (
                 ("done" if row_done(study, row) else "todo"), "")
@@ -872,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.figures:
         try:
             render_figures(study, rows, max_clips=QUICK_CAM_CLIPS if args.quick else 0,
-                           elsewhere={here: there for here, there, *_ in found})
+                           elsewhere=elsewhere)
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -887,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
-    for here, *_ in found:  # --allow-other-builds: a row another build has run counts as done
+    for here in elsewhere:  # --allow-other-builds: a row another build has run counts as done
         states[here] = "done"
     todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
     busy = sum(s in ("running", "queued", "submitted") for s in states.values())
