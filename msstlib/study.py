@@ -245,7 +245,8 @@ def other_builds_message(study: Study, found: list) -> str:
 
     here, there, diff, recorded = found[0]
     now = versions()
-    return (f"{P.relative(Path(study.results) / 'runs')} holds {len(found)} of these rows made with another "
+    held = len({row for row, *_ in found})  # a row two other builds both hold is one row
+    return (f"{P.relative(Path(study.results) / 'runs')} holds {held} of these rows made with another "
             f"build, e.g. {there} (this build's run: {here}): {'; '.join(diff)}. That result was made with torch "
             f"{recorded.get('torch', '?')} ({recorded.get('cpu_capability', 'CPU capability not recorded')}); "
             f"this machine has torch {now['torch']} ({now['cpu_capability']}). A backbone pre-trained on another "

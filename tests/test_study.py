@@ -248,6 +248,34 @@ def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listin
         assert f"{len(rows)} rows" in listing and f"2 {state}" in listing and f"{len(rows) - 2} todo" in listing
 
 
+def test_a_row_two_other_builds_hold_is_counted_once(tiny, r18, tmp_path, monkeypatch, capsys):
+    """Noticed reading other_builds: it returns one entry per result found, so a row that two
+    other builds both hold was counted twice in the refusal ("holds 2 of these rows" for one row).
+    The message counts rows."""
+    import torch
+
+    ann, root = _copy(tiny, tmp_path)
+    weights = torch.load(r18)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    files = []
+    for i in (1, 2):
+        f = tmp_path / f"build{i}_r18.pt"
+        torch.save({**weights, key: weights[key] + i * 1e-3}, f)
+        files.append(str(f))
+    base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
+            "--work-dir", str(tmp_path / "work")]
+    row = next(r for r in study.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
+    for weights_file in (r18, files[0]):  # two builds, each holding the same row
+        st = _study(base + ["--backbone-weights", weights_file])
+        out = st.result_dir(row)
+        out.mkdir(parents=True)
+        (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4, "identity": st.identity(row)}))
+    monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("nothing may run"))
+    capsys.readouterr()
+    assert study.main(base + ["--backbone-weights", files[1]]) == 2
+    assert "holds 1 of these rows" in capsys.readouterr().err
+
+
 def test_real_datasets_need_a_root(capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "dfew"])
