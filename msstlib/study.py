@@ -237,6 +237,7 @@ def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str
             diff = C.identity_diff(theirs.get("identity", {}), mine)
             if diff and all(line.split(":")[0] in C.BUILD_FIELDS for line in diff):
                 found.append((f"{row.name}_{C.run_id(mine)}", result.parent.name, diff, theirs.get("versions", {})))
+                break  # one entry per row, even where several other builds hold it
     return found
 
 
@@ -245,8 +246,7 @@ def other_builds_message(study: Study, found: list) -> str:
 
     here, there, diff, recorded = found[0]
     now = versions()
-    held = len({row for row, *_ in found})  # a row two other builds both hold is one row
-    return (f"{P.relative(Path(study.results) / 'runs')} holds {held} of these rows made with another "
+    return (f"{P.relative(Path(study.results) / 'runs')} holds {len(found)} of these rows made with another "
             f"build, e.g. {there} (this build's run: {here}): {'; '.join(diff)}. That result was made with torch "
             f"{recorded.get('torch', '?')} ({recorded.get('cpu_capability', 'CPU capability not recorded')}); "
             f"this machine has torch {now['torch']} ({now['cpu_capability']}). A backbone pre-trained on another "

@@ -204,6 +204,18 @@ def test_finished_rows_are_skipped_and_failures_recorded(tiny, r18, tmp_path, mo
     assert not (failed / "error.txt").exists()
 
 
+def _other_backbone(r18, out, delta=1e-3):
+    """A copy of the r18 weights with one tensor moved: another pre-training's weights (another
+    content digest), standing in for a backbone pre-trained on another machine."""
+    import torch
+
+    weights = torch.load(r18)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = weights[key] + delta
+    torch.save(weights, out)
+    return out
+
+
 def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listing_says_so(tiny, r18, tmp_path,
                                                                                         monkeypatch, capsys):
     """Found continuing the study on a new machine: diverged.json recorded no identity, so an
@@ -211,14 +223,8 @@ def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listin
     another build and ran again beside it (its tables would show the probe twice); and a dry run
     with --allow-other-builds listed every row held under another build as "todo" although the run
     counts it done. Now diverged.json carries the identity and the listing says what the run does."""
-    import torch
-
     ann, root = _copy(tiny, tmp_path)
-    other = tmp_path / "other_r18.pt"
-    weights = torch.load(r18)
-    key = next(k for k, v in weights.items() if v.is_floating_point())
-    weights[key] = weights[key] + 1e-3
-    torch.save(weights, other)
+    other = _other_backbone(r18, tmp_path / "other_r18.pt")
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     before = _study(base + ["--backbone-weights", r18])
@@ -251,17 +257,9 @@ def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listin
 def test_a_row_two_other_builds_hold_is_counted_once(tiny, r18, tmp_path, monkeypatch, capsys):
     """Noticed reading other_builds: it returns one entry per result found, so a row that two
     other builds both hold was counted twice in the refusal ("holds 2 of these rows" for one row).
-    The message counts rows."""
-    import torch
-
+    other_builds reports each row once."""
     ann, root = _copy(tiny, tmp_path)
-    weights = torch.load(r18)
-    key = next(k for k, v in weights.items() if v.is_floating_point())
-    files = []
-    for i in (1, 2):
-        f = tmp_path / f"build{i}_r18.pt"
-        torch.save({**weights, key: weights[key] + i * 1e-3}, f)
-        files.append(str(f))
+    files = [str(_other_backbone(r18, tmp_path / f"build{i}_r18.pt", i * 1e-3)) for i in (1, 2)]
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     row = next(r for r in study.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
@@ -514,14 +512,8 @@ def test_a_study_continued_with_another_pre_trained_backbone_is_refused(tiny, r1
     another backbone: every committed row looked undone (its run id names the old weights), so the
     study started re-running them beside the committed ones, and the tables would have mixed two
     backbones. Now it says so before running anything (exit 2); a dry run warns."""
-    import torch
-
     ann, root = _copy(tiny, tmp_path)
-    other = tmp_path / "other_r18.pt"
-    weights = torch.load(r18)
-    key = next(k for k, v in weights.items() if v.is_floating_point())
-    weights[key] = weights[key] + 1e-3  # another pre-training's weights: another content digest
-    torch.save(weights, other)
+    other = _other_backbone(r18, tmp_path / "other_r18.pt")
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     before = _study(base + ["--backbone-weights", r18])
