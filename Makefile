@@ -32,7 +32,7 @@ flops: install
 #                          regime, tables and claims (both regimes side by side), Grad-CAM (~80 min on
 #                          two cores from nothing; README "What `make reproduce` produces")
 #   make reproduce FULL=1  five folds and three seeds on every row a claim compares, both regimes
-#                          (~20 h on two cores from nothing, estimated from measured rows)
+#                          (~19 h on two cores: the sum of its measured steps, README)
 #   FOLDS="1 2": other folds.  QUICK=1: a smoke run of a few rows on a small SynDFER (minutes).
 ifdef FULL
 FOLDS ?= 1 2 3 4 5
