@@ -22,12 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-REGIMES = {"synthetic": "default", "synthetic-dfewlike": "dfew-like"}
+from msstlib.study import REGIME_SUFFIX, regime_of
+
+OVERHEAD_S = 15.2  # measured per row on the 2-core machine (module docstring)
 
 
 def durations(results: Path, jobs: int, overhead_s: float) -> pd.DataFrame:
     parts = []
-    for folder, regime in REGIMES.items():
+    for folder in ("synthetic" + suffix for suffix in REGIME_SUFFIX.values()):
+        regime = regime_of(Path(folder))
         table = results / folder / "tables" / "all_runs.csv"
         if not table.exists():
             raise FileNotFoundError(f"{table} is missing; make it with `python -m msstlib.study --dataset "
@@ -46,7 +49,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--overhead-s", type=float, default=15.2)
+    ap.add_argument("--overhead-s", type=float, default=OVERHEAD_S)
     a = ap.parse_args(argv)
     if a.jobs < 1 or a.overhead_s < 0:
         ap.error("--jobs must be at least 1 and --overhead-s at least 0")
