@@ -118,13 +118,16 @@ def compared_rows() -> set[tuple[int, tuple[int, int, int], str, str]]:
     return out
 
 
-def paired(df: pd.DataFrame, c: Comparison, metric: str = "war") -> pd.DataFrame:
+def paired(df: pd.DataFrame, c: Comparison, metric: str = "war", across_epochs: bool = False) -> pd.DataFrame:
     """The fold x seed units both configurations ran, with their paired difference (points). Runs
     pair only within one build (``build``: the same data and the same pre-trained backbone), so a
-    runs folder that holds two builds gives one unit per build, never a pair across them."""
-    keys = ["preset", "epochs", "fold", "seed"] + (["build"] if "build" in df else [])
-    a = c.better.select(df)[keys + [metric, "gflops"]]
-    b = c.worse.select(df)[keys + [metric, "gflops"]]
+    runs folder that holds two builds gives one unit per build, never a pair across them.
+    ``across_epochs``: pair runs of other epoch counts (the build study's LSTMs train longer)."""
+    keys = ["preset"] + ([] if across_epochs else ["epochs"]) + ["fold", "seed"]
+    keys += [k for k in ("build", "build_name") if k in df]
+    extra = [k for k in ("gflops", "majority") if k in df]
+    a = c.better.select(df)[keys + [metric] + extra]
+    b = c.worse.select(df)[keys + [metric] + extra]
     m = a.merge(b, on=keys, suffixes=("_a", "_b"))
     return m.assign(diff=m[f"{metric}_a"] - m[f"{metric}_b"])
 
@@ -150,6 +153,8 @@ def unit_interval(p: pd.DataFrame, level: float = 0.95) -> tuple[float, float, f
     """(mean, low, high, mde, interval_over) of the paired units ``p`` (columns fold, seed, diff),
     clustered by fold: seeds are averaged within each fold, the interval is over the fold means.
     With one fold, the interval is over its seeds (and says so)."""
+    if p["fold"].nunique() == 1 and "build_name" in p and p["build_name"].nunique() >= 2:
+        return (*interval(p["diff"].to_numpy(), level), "builds (one fixed split each)")
     if p["fold"].nunique() >= 2:
         means = p.groupby("fold")["diff"].mean().to_numpy()
         return (*interval(means, level), "folds (seeds averaged within each)")
@@ -259,7 +264,8 @@ def plot_claims(table: pd.DataFrame, ax=None):
     """Paired differences with their 95 % intervals, one line per comparison, coloured by verdict."""
     import matplotlib.pyplot as plt
 
-    colours = {"supported": "tab:green", "contradicted": "tab:red", "unresolved": "tab:gray"}
+    colours = {"supported": "tab:green", "contradicted": "tab:red", "unresolved": "tab:gray", NOT_SHOWN: "tab:orange",
+               "did not train": "tab:purple"}
     t = table.reset_index(drop=True)
     ax = ax or plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))[1]
     y = np.arange(len(t))[::-1]
@@ -269,8 +275,208 @@ def plot_claims(table: pd.DataFrame, ax=None):
             ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=c, lw=2)
         ax.plot(r["diff_mean"], yi, "o", color=c)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [f"{r['comparison']}  ({r['regime']}, {r['folds']} folds x {r['seeds']} seeds)" for _, r in t.iterrows()], fontsize=8)
+    builds = "folds" not in t
+    ax.set_yticks(y, [f"{r['comparison']}  ({r['regime']}, " + (f"{r['units']} builds" if builds else
+                      f"{r['folds']} folds x {r['seeds']} seeds") + ")" for _, r in t.iterrows()], fontsize=8)
     metric = t["metric"].iloc[0].upper() if len(t) else "WAR"
-    ax.set(xlabel=f"paired difference in {metric} (points), 95 % interval over folds (seeds averaged within)",
-           title="The paper's claims on SynDFER: green supported, red contradicted, grey unresolved")
+    over = "independent builds" if builds else "folds (seeds averaged within)"
+    ax.set(xlabel=f"paired difference in {metric} (points), 95 % interval over {over}",
+           title="The paper's claims on SynDFER (raw verdicts): green supported, red contradicted, grey unresolved, "
+                 "orange significantly worse, purple did not train")
     return ax
+
+
+# ------------------------------------------------------------------ claims over independent builds
+#
+# The claims the study settles (DESIGN.md §9, issue 25): each comparison runs once on each of K
+# independent builds (msstlib.builds; one fixed split each), so each build is one unit and gives
+# one paired difference. The verdict rests on the t interval over builds (K - 1 df) *and* the exact
+# sign-flip p over builds (msstlib.stats); Holm's step-down over the claims of one regime is shown
+# beside it (``verdict_holm``). The five-fold tables above stay the paper-style Table 1 / Table 3.
+
+BUDGET_TAG = "budget"  # an LSTM row at the budget chosen for it on the validation draw (LSTM_BUDGET)
+# The LSTMs' training budget, chosen on the validation draw (build ``val``, never a claim's data):
+# results/calibration/README.md "LSTM budget" gives the sweep and the rule. Every other row keeps
+# the cpu preset's shared budget (AdamW, lr 1e-3, 5 epochs).
+LSTM_BUDGET = {"resnet18-lstm": {"lr": 1e-3, "epochs": 15}, "me-lstm": {"lr": 1e-3, "epochs": 15}}
+# A configuration whose mean WAR lies within this many points of the majority-class share of the
+# test clips (a model that predicts one class) did not train: its comparisons get no verdict.
+DID_NOT_TRAIN_POINTS = 2.0
+NOT_SHOWN = "non-inferiority not shown (significantly worse)"
+BUILD_VERDICTS = ("supported", "contradicted", "unresolved", NOT_SHOWN, "did not train")
+MATCHED_CLAIM = "the T-Former beats other temporal models on the same MELayer embeddings"
+POOLED_CLAIM = "the T-Former beats Table 3's baselines (they read pooled layer-4 features)"
+
+
+def build_claims() -> list[Comparison]:
+    """The comparisons of the build study: the paper's claims (a)-(g) as :func:`paper_claims`,
+    with the LSTM at its validated budget instead of the shared one and the upward learning-rate
+    sweep, plus the matched baselines (MSSTNet against LSTM / GRU / TCN / the mean over the very
+    MELayer embeddings it reads, ``me-*``)."""
+    from .config import ME_VARIANTS
+
+    t4 = lambda d, **kw: Config(4, d, **kw)  # noqa: E731
+    out = []
+    for c in paper_claims():
+        if c.worse.variant.startswith("resnet18-"):  # Table 3's style: the baselines read pooled layer-4 features
+            c = Comparison(POOLED_CLAIM, c.better, c.worse, c.kind)
+        if c.worse.variant == "resnet18-lstm":
+            if not c.worse.tag:  # Table 3's LSTM, at the budget where it trains
+                out.append(Comparison(c.claim, c.better, t4("0-0-0", variant="resnet18-lstm", tag=BUDGET_TAG)))
+            continue
+        out.append(c)
+        if c.worse.variant == "resnet18-tcn":  # the matched ones after the pooled-layer-4 ones
+            out += [Comparison(MATCHED_CLAIM, t4("1-1-1"), t4("1-1-1", variant=v, tag=BUDGET_TAG if v == "me-lstm" else ""))
+                    for v in ME_VARIANTS]
+    return out
+
+
+def compared_configs(comparisons: list[Comparison]) -> list[Config]:
+    """Every configuration the comparisons read, once each, in order of first use."""
+    return list(dict.fromkeys(cfg for c in comparisons for cfg in (c.better, c.worse)))
+
+
+def build_units(df: pd.DataFrame, regime: str, comparisons: list[Comparison] | None = None,
+                metric: str = "war") -> pd.DataFrame:
+    """``claims_units.csv``: one row per comparison and build (``unit``) that ran both of its
+    configurations, with the paired difference ``diff`` (points), both sides' values and the
+    majority-class share of the build's test clips. :func:`claims_from_units` computes the claims
+    from this table alone."""
+    rows = []
+    for c in comparisons or build_claims():
+        p = paired(df, c, metric, across_epochs=True)
+        if p.duplicated(["build", "fold", "seed"]).any():
+            raise ValueError(f"{c.text}: a build holds two runs of one configuration (other presets or budgets?); "
+                             f"give build_units one preset's runs")
+        for _, u in p.sort_values("build_name" if "build_name" in p else "build").iterrows():
+            rows.append({"claim": c.claim, "comparison": c.text, "regime": regime,
+                         "unit": u.get("build_name") or u["build"], "diff": u["diff"], "metric": metric,
+                         "test": c.kind, "better": u[f"{metric}_a"], "worse": u[f"{metric}_b"],
+                         "majority": u.get("majority_b", np.nan)})
+    return pd.DataFrame(rows, columns=["claim", "comparison", "regime", "unit", "diff", "metric", "test", "better",
+                                       "worse", "majority"])
+
+
+def build_verdict(low: float, high: float, p: float, kind: str, p_zero: float = np.nan, alpha: float | None = None) -> str:
+    """The verdict on a claim's direction from its interval *and* its sign-flip p (both must agree):
+    ``supported`` / ``contradicted`` when the interval lies on one side of the bound (0, or
+    ``-MARGIN`` for non-inferiority) and p < alpha; for non-inferiority, :data:`NOT_SHOWN` when it
+    is not contradicted but significantly below 0 (``p_zero`` < alpha, interval below 0);
+    otherwise ``unresolved``."""
+    from .stats import ALPHA
+
+    alpha = ALPHA if alpha is None else alpha
+    if np.isnan(low) or np.isnan(high) or np.isnan(p):
+        return "unresolved"
+    bound = -MARGIN if kind == "non-inferior" else 0.0
+    if low > bound and p < alpha:
+        return "supported"
+    if high < bound and p < alpha:
+        return "contradicted"
+    if kind == "non-inferior" and high < 0 and p_zero < alpha:
+        return NOT_SHOWN
+    return "unresolved"
+
+
+def claims_from_units(units: pd.DataFrame, alpha: float | None = None) -> pd.DataFrame:
+    """The claims table of the build study from :func:`build_units` rows (``claims_units.csv``),
+    in their order: per comparison the mean difference, the t interval over builds, the exact
+    sign-flip p (for non-inferiority: of ``diff + MARGIN``), the observed-SD MDE, the raw verdict
+    and the Holm verdict (family: the comparisons of one regime that trained; alpha 0.05)."""
+    from .stats import ALPHA, holm, interval, signflip_p
+
+    alpha = ALPHA if alpha is None else alpha
+    rows = []
+    for (regime, claim, comparison), u in units.groupby(["regime", "claim", "comparison"], sort=False):
+        d, kind = u["diff"].to_numpy(float), u["test"].iloc[0]
+        mean, low, high, mde = interval(d)
+        p = signflip_p(d, null=-MARGIN if kind == "non-inferior" else 0.0)
+        p_zero = signflip_p(d) if kind == "non-inferior" else np.nan
+        lazy = [side for side, col in (("better", "better"), ("worse", "worse"))
+                if u[col].mean() <= u["majority"].mean() + DID_NOT_TRAIN_POINTS]
+        rows.append({"claim": claim, "regime": regime, "comparison": comparison, "diff_mean": mean, "ci_low": low,
+                     "ci_high": high, "verdict": "did not train" if lazy else build_verdict(low, high, p, kind, p_zero, alpha),
+                     "p_signflip": p, "p_holm": np.nan, "verdict_holm": "", "units": len(u),
+                     "observed_sd_mde": mde, "metric": u["metric"].iloc[0],
+                     "test": "non-inferiority, margin %.1f points" % MARGIN if kind == "non-inferior" else "superiority",
+                     "interval_over": "builds (one fixed split each)", "better_mean": u["better"].mean(),
+                     "worse_mean": u["worse"].mean(), "majority": u["majority"].mean(),
+                     "did_not_train": " and ".join(lazy), "_kind": kind, "_p_zero": p_zero})
+    t = pd.DataFrame(rows)
+    if not len(t):
+        return t
+    for regime in t["regime"].unique():  # Holm within each regime, over the comparisons that trained
+        fam = (t["regime"] == regime) & (t["did_not_train"] == "")
+        t.loc[fam, "p_holm"] = holm(t.loc[fam, "p_signflip"].to_numpy())
+        m = int(fam.sum())
+        for i in t.index[fam]:
+            r = t.loc[i]
+            t.loc[i, "verdict_holm"] = build_verdict(r["ci_low"], r["ci_high"], r["p_holm"], r["_kind"],
+                                                     min(1.0, m * r["_p_zero"]), alpha)
+    t.loc[t["did_not_train"] != "", "verdict_holm"] = "did not train"
+    return t.drop(columns=["_kind", "_p_zero"])
+
+
+def build_cell(r, holm_verdict: bool = True) -> str:
+    """One build-study comparison as a reader gets it: ``+1.2 [+0.6, +1.7] p=0.008 supported
+    (Holm: supported; 8 builds)``."""
+    if not r["units"]:
+        return "not run"
+    ci = f" [{_points(r['ci_low'])}, {_points(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
+    p = f" p={r['p_signflip']:.3f}" if not np.isnan(r["p_signflip"]) else ""
+    holm = f"Holm: {r['verdict_holm']}; " if holm_verdict and r["verdict"] != "did not train" else ""
+    return f"{_points(r['diff_mean'])}{ci}{p} {r['verdict']} ({holm}{r['units']} builds)"
+
+
+def build_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`claims_from_units` rows with the regimes side by side (:func:`build_cell`)."""
+    keys = list(dict.fromkeys(zip(table["claim"], table["comparison"])))
+    cells = {(r["claim"], r["comparison"], r["regime"]): build_cell(r) for _, r in table.iterrows()}
+    regimes = list(dict.fromkeys(table["regime"]))
+    return pd.DataFrame([{"claim": c, "comparison": k, **{g: cells.get((c, k, g), "not run") for g in regimes}}
+                         for c, k in keys], columns=["claim", "comparison", *regimes])
+
+
+def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) -> pd.DataFrame:
+    """What picking the best *test* epoch (as several DFER repositories report) adds over the last
+    epoch (our result): per configuration whose runs evaluated the test set after every epoch, the
+    paired difference max-over-epochs minus last epoch, in WAR and UAR, with its t interval over
+    builds. Never a result: a measure of a protocol's optimism."""
+    from .stats import interval
+
+    configs = configs or [Config(4, "1-1-1"), Config(4, "1-1-1", variant="me-gru")]
+    rows = []
+    for cfg in configs:
+        sel = cfg.select(df)
+        sel = sel[sel["test_every"] == 1]
+        for metric in ("war", "uar"):
+            d = (sel[f"best_{metric}"] - sel[metric]).to_numpy(float)
+            mean, low, high, _ = interval(d)
+            rows.append({"configuration": cfg.label(), "metric": metric, "last_epoch": sel[metric].mean(),
+                         "best_test_epoch": sel[f"best_{metric}"].mean(), "inflation_mean": mean,
+                         "ci_low": low, "ci_high": high, "units": len(d)})
+    return pd.DataFrame(rows)
+
+
+def build_claims_note(claims: pd.DataFrame, preset: str = "cpu") -> str:
+    """The header of ``claims.md``: what the numbers are, the family, alpha and the rule."""
+    from .config import PRESETS
+    from .stats import ALPHA
+
+    train = PRESETS[preset].train
+    per = ", ".join(f"{g}: {n} comparisons" for g, n in claims.groupby("regime", sort=False).size().items())
+    return (f"**SynDFER, not DFEW.** Synthetic results of the {preset} preset: frozen pre-trained ResNet-18 "
+            f"(each build its own), {train.optimizer.upper() if train.optimizer == 'sgd' else 'AdamW'} lr "
+            f"{train.lr:g}, {train.epochs} epochs (the LSTMs: their validated budget, claims.LSTM_BUDGET), last "
+            f"epoch reported. Each comparison is paired within a build; a **unit is one independent build** "
+            f"(its own SynDFER draw and its own backbone, one fixed split: fold {1} tests 600 clips, the rest "
+            f"train), never a fold. `diff_mean` and the 95 % t interval over builds (df = units - 1), in WAR "
+            f"points; `p_signflip`: the exact two-sided sign-flip p over builds (non-inferiority: of diff + "
+            f"{MARGIN:g}). A verdict needs both: the interval on one side of the bound and p < {ALPHA:g}. "
+            f"**Multiplicity:** alpha = {ALPHA:g}, family = every comparison of one regime that trained ({per}), "
+            f"rule = Holm's step-down on `p_signflip` (`p_holm`, `verdict_holm`; a non-inferiority claim's "
+            f"'significantly worse' needs its p x family size < alpha there). `did not train`: a side's mean WAR "
+            f"within {DID_NOT_TRAIN_POINTS:g} points of the majority-class share (`majority`): no verdict, "
+            f"outside the family. `observed_sd_mde`: the difference the design would detect with 80 % power, "
+            f"computed from the observed spread (itself an estimate), not a planned figure. Recompute everything "
+            f"from `claims_units.csv` (msstlib.claims.claims_from_units).")

@@ -36,7 +36,13 @@ STAGE_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 # MSSTNet and Table 3's same-backbone baselines (pooled per-frame ResNet-18 features, then a
 # temporal model): the order-blind mean, one LSTM / GRU layer, a temporal convolution network.
-VARIANTS = ("msstnet", "resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn")
+# The matched baselines (issue 25) keep everything MSSTNet reads -- its three MELayer embeddings
+# with their patch LayerNorm, the progressive fusion and the head -- and swap only the temporal model
+# of each scale: an LSTM / GRU / TCN over each patch's frames, or none (``me-mean``).
+ME_VARIANTS = ("me-lstm", "me-gru", "me-tcn", "me-mean")
+VARIANTS = ("msstnet", "resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn", *ME_VARIANTS)
+# The variants built on MSSTNet's MELayers (their stage maps must tile into N patches).
+MELAYER_VARIANTS = ("msstnet", *ME_VARIANTS)
 ATTENTIONS = ("temporal", "joint")
 
 # Field metadata key saying how a field enters a run's identity:
@@ -110,7 +116,11 @@ class MSSTConfig:
         variant: ``"msstnet"``, or a same-backbone baseline on the pooled per-frame ResNet-18
             feature (Table 3): ``"resnet18-mean"`` (temporal mean + FC), ``"resnet18-lstm"`` /
             ``"resnet18-gru"`` (one recurrent layer, the last step's state classified),
-            ``"resnet18-tcn"`` (residual temporal convolutions, mean over time).
+            ``"resnet18-tcn"`` (residual temporal convolutions, mean over time); or a *matched*
+            baseline on MSSTNet's own MELayer embeddings, with only the T-Formers swapped
+            (:data:`ME_VARIANTS`, :class:`~msstlib.model.MSSTNet`): ``"me-lstm"``, ``"me-gru"``,
+            ``"me-tcn"`` (``depths`` such layers per scale), ``"me-mean"`` (no temporal model at
+            all: the same computation as MSSTNet with depths 0-0-0, under its own name).
         attention: what a T-Former token attends to. ``"temporal"`` (the paper, §2.2): the same
             patch location in every frame. ``"joint"``: every patch of every frame (the costlier
             space-time attention the paper argues against); it then needs to know where a patch
@@ -163,7 +173,7 @@ class MSSTConfig:
             problems.append(f"max_frames={self.max_frames}: expected >= 1")
         if problems:
             raise ValueError("invalid MSSTConfig: " + "; ".join(problems))
-        if self.variant == "msstnet":
+        if self.variant in MELAYER_VARIANTS:
             for stage in self.stages:
                 side = math.ceil(self.image_size / STAGE_STRIDE[stage])
                 patch_size(side, side, self.num_patches, where=f"{stage} at image_size={self.image_size}")

@@ -12,6 +12,8 @@ Boxes of Fig. 2 and where they live here:
 * progressive fusion by element-wise addition (the ⊕ of Fig. 2)  -> :meth:`MSSTNet.forward`
 * T-Mean + spatial mean + FC, eq. (12)                           -> :meth:`MSSTNet.forward`
 
+The matched baselines ``me-lstm`` / ``me-gru`` / ``me-tcn`` / ``me-mean`` are :class:`MSSTNet` with
+each T-Former swapped for :class:`MatchedTemporal` (the same MELayer embeddings, fusion and head).
 The plain "ResNet-18 + temporal mean + FC" baseline is :class:`ResNet18Mean`; the order-aware
 same-backbone baselines of Table 3 (LSTM, GRU, TCN over the pooled frame features) are
 :class:`ResNet18Temporal`.
@@ -27,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from .config import STAGE_CHANNELS, STAGE_STRIDE, VARIANTS, MSSTConfig, patch_size  # noqa: F401 (re-exported)
+from .config import (ME_VARIANTS, STAGE_CHANNELS, STAGE_STRIDE, VARIANTS, MSSTConfig,  # noqa: F401 (re-exported)
+                     patch_size)
 
 
 class Backbone(nn.Module):
@@ -168,6 +171,46 @@ class TFormer(nn.Module):
         return x.reshape(b, n, t, d).permute(0, 2, 1, 3)  # back to (B, T, N, D)
 
 
+class MatchedTemporal(nn.Module):
+    """The temporal model of a matched baseline (``cfg.variant`` in :data:`ME_VARIANTS`), in a
+    T-Former's place: same input and output ``(B, T, N, D)``, each patch location's frames a
+    sequence of its own (as the T-Former's temporal-only attention), ``depth`` layers of the
+    T-Former's pre-norm residual form ``x = x + mixer(LN(x))`` with the attention + MLP swapped for:
+
+    * ``me-lstm`` / ``me-gru``: one LSTM / GRU layer of width ``D`` (its output at every frame);
+    * ``me-tcn``: two kernel-3 temporal convolutions of width ``D`` (dilation 1, then 2; ReLU
+      between; same-length padding);
+    * ``me-mean``: nothing at all -- the identity, whatever ``depth``, so the model is the MELayer
+      embeddings summed, averaged over time and patches, and classified (the computation of MSSTNet
+      with depths 0-0-0, as a named row).
+    """
+
+    def __init__(self, cfg: MSSTConfig, depth: int):
+        super().__init__()
+        self.kind = cfg.variant.split("-", 1)[1]
+        dim = cfg.embed_dim
+        layers = depth if self.kind != "mean" else 0
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
+        if self.kind in ("lstm", "gru"):
+            rnn = nn.LSTM if self.kind == "lstm" else nn.GRU
+            self.mixers = nn.ModuleList(rnn(dim, dim, num_layers=1, batch_first=True) for _ in range(layers))
+        else:
+            self.mixers = nn.ModuleList(
+                nn.Sequential(nn.Conv1d(dim, dim, 3, padding=1), nn.ReLU(), nn.Conv1d(dim, dim, 3, padding=2, dilation=2))
+                for _ in range(layers))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not len(self.mixers):
+            return z
+        b, t, n, d = z.shape
+        x = z.permute(0, 2, 1, 3).reshape(b * n, t, d)  # (B*N, T, D): one sequence per location
+        for norm, mixer in zip(self.norms, self.mixers):
+            h = norm(x)
+            h = mixer(h)[0] if self.kind in ("lstm", "gru") else mixer(h.transpose(1, 2)).transpose(1, 2)
+            x = x + h
+        return x.reshape(b, n, t, d).permute(0, 2, 1, 3)
+
+
 def _check_clip(x: torch.Tensor, cfg: MSSTConfig) -> tuple[int, int]:
     if x.ndim != 5 or x.shape[2] != 3:
         raise ValueError(f"expected a clip batch of shape (B, T, 3, H, W), got {tuple(x.shape)}")
@@ -201,14 +244,16 @@ class MSSTNet(nn.Module):
 
     def __init__(self, cfg: MSSTConfig = MSSTConfig()):
         super().__init__()
-        if cfg.variant != "msstnet":
-            raise ValueError(f"MSSTNet needs variant='msstnet', got {cfg.variant!r}; use build_model()")
+        if cfg.variant != "msstnet" and cfg.variant not in ME_VARIANTS:
+            raise ValueError(f"MSSTNet needs variant='msstnet' or one of {ME_VARIANTS}, got {cfg.variant!r}; "
+                             f"use build_model()")
         self.cfg = cfg
         self.backbone = Backbone(cfg.stages, cfg.backbone_weights)
         self.melayers = nn.ModuleList(
             MELayer(STAGE_CHANNELS[s], math.ceil(cfg.image_size / STAGE_STRIDE[s]), cfg) for s in cfg.stages
         )
-        self.tformers = nn.ModuleList(TFormer(cfg, depth) for depth in cfg.depths)
+        temporal = TFormer if cfg.variant == "msstnet" else MatchedTemporal  # a matched baseline swaps only these
+        self.tformers = nn.ModuleList(temporal(cfg, depth) for depth in cfg.depths)
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
         self.apply(_init_transformer_weights)
 
@@ -331,9 +376,9 @@ def _init_transformer_weights(m: nn.Module) -> None:
 
 
 def build_model(cfg: MSSTConfig) -> nn.Module:
-    """The model a config describes: :class:`MSSTNet`, the :class:`ResNet18Mean` baseline or a
-    :class:`ResNet18Temporal` one."""
-    if cfg.variant == "msstnet":
+    """The model a config describes: :class:`MSSTNet` (or a matched baseline on its MELayers), the
+    :class:`ResNet18Mean` baseline or a :class:`ResNet18Temporal` one."""
+    if cfg.variant == "msstnet" or cfg.variant in ME_VARIANTS:
         return MSSTNet(cfg)
     return ResNet18Mean(cfg) if cfg.variant == "resnet18-mean" else ResNet18Temporal(cfg)
 

@@ -22,8 +22,9 @@ from .config import build_of
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
-# Study row folders: T04_d111_s0_fold1_<run id>, T04_d111_no-pos-embed_s0_fold1_<run id> (a tagged row).
-_ROW = re.compile(r"^T\d+_(?:d\d{3}|r18(?:mean|lstm|gru|tcn))(?:_(?P<tag>.+?))?_s\d+_")
+# Study row folders: T04_d111_s0_fold1_<run id>, T04_d111_no-pos-embed_s0_fold1_<run id> (a tagged row),
+# b03_T04_melstm_s0_fold1_<run id> (a row of build b03, msstlib.builds).
+_ROW = re.compile(r"^(?:(?:b\d+|val)_)?T\d+_(?:d\d{3}|(?:r18|me)(?:mean|lstm|gru|tcn))(?:_(?P<tag>.+?))?_s\d+_")
 # What a table cell is: one configuration (``config_id``: the run identity without fold and seed),
 # shown with the fields a reader needs to tell configurations apart. Cells never mix presets,
 # epoch counts or any other result-changing field.
@@ -41,6 +42,14 @@ def row_tag(run: str) -> str:
     return (m.group("tag") or "") if m else ""
 
 
+def _majority(confusion) -> float:
+    """The majority class's share of the test clips (%), from a confusion matrix (rows: true class)."""
+    if not confusion:
+        return np.nan
+    per_class = np.sum(confusion, axis=1)
+    return 100 * float(np.max(per_class) / max(np.sum(per_class), 1))
+
+
 def load_results(runs_dir: str | Path) -> pd.DataFrame:
     """One row per ``result.json`` under ``runs_dir`` (recursively), metrics in percent."""
     rows = []
@@ -55,11 +64,18 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
             "preset": r["preset"], "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"],
             "gflops": r["gflops"], "params": r["params"], "wall_s": r["wall_s"],
             "build": build_of(r.get("identity", {})),
+            "build_name": (r.get("build") or {}).get("name") or "",
+            # the majority class's share of the test clips: the WAR of a model that predicts one class
+            "majority": _majority(r.get("confusion")),
+            "test_every": r.get("config", {}).get("train", {}).get("test_every", 0),
+            "best_war": 100 * (r.get("best_epoch_selected_on_test") or {}).get("war", np.nan),
+            "best_uar": 100 * (r.get("best_epoch_selected_on_test") or {}).get("uar", np.nan),
         }
         row.update({e: (100 * v if v is not None else np.nan) for e, v in r["per_class"].items()})
         rows.append(row)
     cols = ["run", "run_id", "config_id", "tag", "dataset", "fold", "split", "frames", "depths", "variant", "pos_embed",
-            "seed", "preset", "epochs", "war", "uar", *EMOTIONS, "gflops", "params", "wall_s", "build"]
+            "seed", "preset", "epochs", "war", "uar", *EMOTIONS, "gflops", "params", "wall_s", "build",
+            "build_name", "majority", "test_every", "best_war", "best_uar"]
     df = pd.DataFrame(rows, columns=cols)
     if df["config_id"].isna().any():
         missing = df.loc[df["config_id"].isna(), "run"].tolist()

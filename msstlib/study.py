@@ -49,19 +49,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from data_prep.synthetic import REGIMES as SYNDFER_REGIMES
-
 from . import config as C
 from . import paths as P
+from .builds import (BACKBONE, REGIME_SUFFIX, REGIMES, ROOT, UNIT_FOLD, Build, backbone_path,  # noqa: F401
+                     check_regime, drop_feature_cache, prepare_synthetic, step)
 from .notebooks import execute
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"
 QUICK_CAM_CLIPS = 24  # Grad-CAM scores of the quick run: a smoke test of the pipeline, not a measurement
 QUICK_CLIPS = 400  # the quick run's SynDFER: 80 test clips per fold, enough for a smoke test of every step
-REGIMES = tuple(SYNDFER_REGIMES)  # SynDFER's regimes (DESIGN.md §9)
-REGIME_SUFFIX = {r: "" if r == "default" else "-" + r.replace("-", "") for r in REGIMES}  # data and results folders
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # the local executor's job time limit (submitit's default is 2 minutes)
 
 
@@ -79,15 +75,18 @@ class Row:
     tag: str = ""  # what the row tests beyond Table 1 ("no-pos-embed", "seed-spread", ...)
     probe: bool = False  # an optimiser probe: a divergence is its outcome, not a failure
     overrides: dict = field(default_factory=dict, hash=False, compare=False)
+    build: str = ""  # the build the row belongs to ("b01", "val": msstlib.builds); "" in the five-fold study
 
     @property
     def name(self) -> str:
         """The readable prefix of the row's folder (the run id follows it)."""
         where = f"fold{self.fold}" if self.fold is not None else self.split
         depth = "".join(map(str, self.depths))
-        base = "r18" + self.variant.split("-", 1)[1] if self.variant.startswith("resnet18-") else f"d{depth}"
+        kind = self.variant.split("-", 1)[-1]
+        base = ("r18" + kind if self.variant.startswith("resnet18-") else "me" + kind if self.variant.startswith("me-")
+                else f"d{depth}")
         extra = f"_{self.tag}" if self.tag and self.tag != "seed-spread" else ""
-        return f"T{self.frames:02d}_{base}{extra}_s{self.seed}_{where}"
+        return f"{self.build + '_' if self.build else ''}T{self.frames:02d}_{base}{extra}_s{self.seed}_{where}"
 
 
 # The paper's optimiser on the CPU preset's frozen-backbone set-up: does SGD train the new layers?
@@ -151,7 +150,7 @@ def _grid(dataset: str, folds: list[int] | None, split: str | None, quick: bool,
             rows.append(Row(dataset, fold, sp, r["frames"], tuple(r["depths"]), r["variant"]))
         if not quick:
             rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="no-pos-embed",
-                            overrides={"temporal_pos_embed": False}))
+                            overrides=TAG_OVERRIDES["no-pos-embed"]))
             # Table 3's same-backbone temporal baselines, and joint space-time attention (§2.2)
             rows += [Row(dataset, fold, sp, 4, (0, 0, 0), v) for v in ("resnet18-lstm", "resnet18-gru", "resnet18-tcn")]
             # the LSTM barely leaves the prior at the shared lr (fold 1: train accuracy 0.20 -> 0.29 in 5 epochs):
@@ -159,11 +158,52 @@ def _grid(dataset: str, folds: list[int] | None, split: str | None, quick: bool,
             rows += [Row(dataset, fold, sp, 4, (0, 0, 0), "resnet18-lstm", tag=tag, overrides={"lr": lr})
                      for tag, lr in LSTM_LEARNING_RATES]
             rows.append(Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag="joint-attention",
-                            overrides={"attention": "joint"}))
+                            overrides=TAG_OVERRIDES["joint-attention"]))
             rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", seed=s, tag="seed-spread") for s in spread_seeds]
             if sgd_rows:
                 rows += [Row(dataset, fold, sp, 4, (1, 1, 1), "msstnet", tag=tag, overrides=o, probe=True)
                          for tag, o in SGD_ROWS]
+    return rows
+
+
+# What a tag changes in a row's configuration (the five-fold grid and the builds' grid share them).
+TAG_OVERRIDES = {"no-pos-embed": {"temporal_pos_embed": False}, "joint-attention": {"attention": "joint"}}
+# The validation draw's sweep of the LSTMs' budget (learning rate, epochs); the shared budget is (1e-3, 5).
+LSTM_SWEEP = tuple((lr, epochs) for lr in (3e-4, 1e-3, 3e-3) for epochs in (5, 15))
+
+
+def _depths(text: str) -> tuple[int, int, int]:
+    return tuple(int(d) for d in text.split("-"))
+
+
+def build_grid(dataset: str, build: str, fold: int = UNIT_FOLD) -> list[Row]:
+    """The rows of one claim build (:mod:`msstlib.builds`): every configuration a build claim
+    compares (:func:`msstlib.claims.build_claims`), once, on the build's fixed split, seed 0. The
+    LSTMs run at their validated budget (``claims.LSTM_BUDGET``). The T=4 rows evaluate the test
+    set after every epoch (``test_every=1``, for :func:`msstlib.claims.best_epoch_inflation`; the
+    result is the last epoch's, as always)."""
+    from .claims import BUDGET_TAG, LSTM_BUDGET, build_claims, compared_configs
+
+    rows = []
+    for cfg in compared_configs(build_claims()):
+        over = dict(LSTM_BUDGET[cfg.variant] if cfg.tag == BUDGET_TAG else TAG_OVERRIDES.get(cfg.tag, {}))
+        if cfg.frames == 4:
+            over["test_every"] = 1
+        rows.append(Row(dataset, fold, None, cfg.frames, _depths(cfg.depths), cfg.variant, tag=cfg.tag, overrides=over,
+                        build=build))
+    return rows
+
+
+def validation_grid(dataset: str, fold: int = UNIT_FOLD) -> list[Row]:
+    """The rows of the validation draw (build ``val``; no claim reads them): the LSTMs' budget
+    sweep (:data:`LSTM_SWEEP`, ``resnet18-lstm`` and ``me-lstm``) beside MSSTNet and the GRUs at
+    the shared budget, every row evaluating the test split (the validation draw's) after every
+    epoch."""
+    rows = [Row(dataset, fold, None, 4, depths, variant, tag=f"lr{lr:g}-ep{epochs}",
+                overrides={"lr": lr, "epochs": epochs, "test_every": 1}, build="val")
+            for variant, depths in (("resnet18-lstm", (0, 0, 0)), ("me-lstm", (1, 1, 1))) for lr, epochs in LSTM_SWEEP]
+    rows += [Row(dataset, fold, None, 4, depths, variant, overrides={"test_every": 1}, build="val")
+             for variant, depths in (("msstnet", (1, 1, 1)), ("resnet18-gru", (0, 0, 0)), ("me-gru", (1, 1, 1)))]
     return rows
 
 
@@ -269,7 +309,7 @@ def row_parameters(study: Study, row: Row) -> dict:
         "frames": row.frames, "depths": list(row.depths), "variant": row.variant, "preset": study.preset,
         "epochs": study.epochs or 0, "seed": row.seed, "work_dir": P.relative(study.work_dir(row)), "tag": row.tag,
         "result_dir": P.relative(study.result_dir(row)), "threads": study.threads, "overrides": json.dumps(over),
-        "show_progress": False,
+        "show_progress": False, "build": row.build,
     }
 
 
@@ -549,13 +589,19 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         except FileExistsError:
             return  # another job is rendering them
     dfewlike = dfewlike_sibling(results)
+    # The claims over independent builds of both regimes (msstlib.builds), rendered with the default regime's tables
+    sibling = results.parent / results.name.replace("synthetic", "synthetic" + REGIME_SUFFIX["dfew-like"], 1)
+    builds = [b / "builds" / "runs" for b in (results, sibling)]
+    builds = [b if regime_of(results) == "default" and any(b.glob("*/result.json")) else None for b in builds]
     try:
         with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
             execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
                     {"runs_dir": P.relative(results / "runs"), "tables_dir": P.relative(results / "tables"),
                      "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results),
                      "regime": regime_of(results),
-                     "dfewlike_runs_dir": P.relative(dfewlike) if dfewlike else ""},
+                     "dfewlike_runs_dir": P.relative(dfewlike) if dfewlike else "",
+                     "builds_runs_dir": P.relative(builds[0]) if builds[0] else "",
+                     "dfewlike_builds_runs_dir": P.relative(builds[1]) if builds[1] else ""},
                     progress_bar=not lock)
     finally:
         if lock:
@@ -630,69 +676,6 @@ def where(results: Path) -> None:
         print(f"  {name:9s} {P.relative(folder)}/  ({what}): {shown or 'none yet'}")
     print(f"  runs      {P.relative(results / 'runs')}/  ({len(list(results.glob('runs/*/result.json')))} "
           f"result.json)", flush=True)
-
-
-def backbone_path(quick: bool) -> Path:
-    """The cached pre-trained ResNet-18 of the synthetic study (a smaller one for ``--quick``)."""
-    return BACKBONE.with_stem(BACKBONE.stem + "_quick") if quick else BACKBONE
-
-
-@contextmanager
-def step(what: str):
-    """Say what a long step does before it starts and how long it took after (the study talks)."""
-    print(f"==> {what}", flush=True)
-    t0 = time.time()
-    yield
-    print(f"    done in {time.time() - t0:.0f} s", flush=True)
-
-
-def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True,
-                      regime: str = "default") -> tuple[str, str]:
-    """Generate SynDFER (in the given regime), prepare it like DFEW, cache its frames and pre-train
-    the backbone (each step skipped when already done). Returns (annotations, root). Every regime
-    uses the same backbone, pre-trained on a separate draw of the default regime (as the paper's
-    backbone is pre-trained on other data than its benchmark)."""
-    py = sys.executable
-    if not (data / "syndfer_params.json").exists():
-        with step(f"SynDFER ({regime} regime): rendering {clips} clips into {P.relative(data)}"):
-            subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed", "0",
-                            "--regime", regime], check=True, cwd=ROOT)
-    ann = data / "prepared" / "annotations.csv"
-    if not ann.exists():
-        with step("SynDFER: annotations in DFEW's layout (data_prep.dfew)"):
-            subprocess.run([py, "-m", "data_prep.dfew", "--root", str(data), "--out", str(ann.parent)], check=True,
-                           cwd=ROOT)
-    if not (ann.parent / "cache" / "index_64px.json").exists():
-        with step("frame cache: decoding every frame once at 64 px"):
-            subprocess.run([py, "-m", "msstlib.data", "cache", "--annotations", str(ann), "--root", str(data),
-                            "--size", "64"], check=True, cwd=ROOT)
-    if pretrain:
-        pre = ["--clips", "400", "--epochs", "1"] if quick else []  # full: PretrainConfig's defaults
-        with step("backbone: pre-training the ResNet-18 on single frames" + (" (quick: 1 epoch, 400 clips)"
-                                                                              if quick else "")):
-            subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone_path(quick)), *pre], check=True,
-                           cwd=ROOT)
-        if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
-            with step("feature cache: the frozen backbone's outputs for every frame and its flip"):
-                subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
-                                "--backbone-weights", str(backbone_path(quick)), "--size", "64"], check=True,
-                               cwd=ROOT)
-    return str(ann), str(data)
-
-
-def check_regime(data: Path, regime: str) -> None:
-    """Refuses a SynDFER whose recorded generator settings are not the regime's (results would be
-    filed under the wrong regime). Only the fields a regime sets are compared."""
-    from data_prep.synthetic import recorded_regime
-
-    params = Path(data) / "syndfer_params.json"
-    if not params.is_file():
-        return
-    found = recorded_regime(json.loads(params.read_text()).get("config", {}))
-    if found != regime:
-        raise C.ConfigError(f"{P.relative(params)}: these data are not SynDFER's {regime} regime"
-                            + (f" but its {found} regime: pass --regime {found}" if found else "")
-                            + f"; or give --root a SynDFER made with --regime {regime}")
 
 
 def overview(annotations: str, root: str, results: Path) -> None:
@@ -778,6 +761,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collect", action="store_true", help="render the tables from the rows that have landed")
     p.add_argument("--figures", action="store_true", help="Grad-CAM figures and paired scores (gradcam.ipynb) "
                    "from the T=4 MSSTNet (depth 1) and its control, the ResNet-18 + GRU row (make figures)")
+    b = p.add_argument_group("independent builds: the claims' replicates (msstlib.builds)")
+    b.add_argument("--builds", type=int, nargs="+", metavar="K",
+                   help="run the claim rows on builds K (1..8: each its own SynDFER draw and pre-trained backbone, one "
+                   "fixed split), one build after another; results in results/synthetic[-regime]/builds/runs")
+    b.add_argument("--validation", action="store_true", help="run the validation draw's rows (the LSTM budget sweep; "
+                   "no claim reads them): results in results/synthetic[-regime]/validation/runs")
+    b.add_argument("--drop-caches", action="store_true", help="with --builds: delete a build's feature cache (9.6 GB) "
+                   "once all its rows have landed (frames and checkpoints stay)")
     ex = p.add_argument_group("where the jobs run")
     ex.add_argument("--executor", choices=("local", "slurm"), default="local")
     ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
@@ -806,6 +797,10 @@ def main(argv: list[str] | None = None) -> int:
     except C.ConfigError as exc:
         p.error(str(exc))
     listing = args.dry_run or args.status or args.collect or args.figures
+    if args.builds or args.validation:
+        if args.dataset != "synthetic":
+            p.error("--builds / --validation draw SynDFER builds: use --dataset synthetic")
+        return run_builds(args, extra, results)
 
     if args.dataset == "synthetic":
         data = Path(args.root) if args.root else ROOT / "build" / ("syndfer" + suffix)
@@ -911,6 +906,59 @@ def main(argv: list[str] | None = None) -> int:
     print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
           f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
     where(results)
+    return 1 if failures else 0
+
+
+def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -> int:
+    """``--builds K ...`` / ``--validation``: each build in turn is prepared (data, backbone,
+    caches; skipped where done), its rows run (``--jobs`` at a time) and, with ``--drop-caches``,
+    its feature cache removed once they have all landed; then the tables are rendered."""
+    try:
+        builds = ([Build(0, args.regime)] if args.validation else []) + [Build(k, args.regime) for k in args.builds or []]
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    jobs = max(1, args.jobs)
+    threads = max(1, args.threads or (os.cpu_count() or 2) // jobs)
+    listing = args.dry_run or args.status
+    failures, t0 = [], time.time()
+    for b in builds:
+        data = b.data()
+        annotations = data / "prepared" / "annotations.csv"
+        if not listing and not args.collect:
+            annotations, _ = b.prepare()
+        rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
+        if not Path(annotations).exists() or not b.backbone().exists():
+            print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
+            continue
+        study = Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()), dataset=args.dataset,
+                      preset=args.preset, results=str(b.results()), work=str(b.scratch()), epochs=args.epochs,
+                      extra={**extra, "backbone_weights": str(b.backbone().resolve())}, threads=threads)
+        if listing:
+            for row in rows:
+                state, detail = row_status(study, row) if args.status else (
+                    ("done" if row_done(study, row) else "todo"), "")
+                print(f"{study.folder(row):60s} {state:8s} {detail}")
+            continue
+        if args.collect:
+            continue
+        todo = [row for row in rows if row_status(study, row)[0] in ("todo", "failed")]
+        print(f"build {b.name} ({b.regime}): {len(rows)} rows, {len(rows) - len(todo)} done, {len(todo)} to run",
+              flush=True)
+        failures += [f for f, error in run_local(todo, study, jobs) if error is not None]
+        if args.drop_caches and all(row_done(study, row) for row in rows):
+            print(f"build {b.name}: all rows landed; feature cache removed "
+                  f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)
+    if listing or not args.builds:  # the validation draw's rows make no table of the study's
+        return 0 if not failures else 1
+    try:
+        render_tables(five_fold_results if args.regime == "default" else
+                      ROOT / "results" / (args.dataset + REGIME_SUFFIX["default"]), args.dataset)
+    except Exception as exc:
+        print(f"tables.ipynb failed: {exc}", file=sys.stderr)
+        failures.append("tables")
+    print(f"builds {' '.join(b.name for b in builds)} finished in {time.time() - t0:.0f} s"
+          + (f"; failed: {', '.join(failures)}" if failures else "; every row ok"), flush=True)
     return 1 if failures else 0
 
 

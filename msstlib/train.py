@@ -52,7 +52,9 @@ class RunSpec:
     """Where the data are and what this run is; with the three configs it defines a run fully.
 
     ``annotations``, ``root``, ``out`` and ``device`` say where, not what: they are not part of the
-    run's identity. ``tag`` is the study's label for what a row tests ("no-pos-embed", ...)."""
+    run's identity. ``tag`` is the study's label for what a row tests ("no-pos-embed", ...);
+    ``build`` the name of the build the data and backbone are (``"b01"``, :mod:`msstlib.builds`; a
+    label: the identity holds the build itself, by content)."""
 
     annotations: str
     root: str
@@ -64,6 +66,7 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     tag: str = ""
+    build: str = ""
 
     def identity(self, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig) -> dict:
         return C.identity(model_cfg, train_cfg, data_cfg, dataset=self.dataset, fold=self.fold, split=self.split,
@@ -439,6 +442,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         "frames": data_cfg.frames, "depths": list(model_cfg.depths), "variant": model_cfg.variant,
         "preset": spec.preset, "epochs": train_cfg.epochs, "seed": spec.seed, "tag": spec.tag,
         "run_id": rid, "config_id": C.config_id(ident),
+        "build": {"name": spec.build or None, "id": C.build_of(ident)},
         **m.to_dict(), "test_clips": int(n_test),
         "train_clips": len(train_set),
         "best_epoch_selected_on_test": {"note": "for reference only: chosen on the test set, not a result",
@@ -504,7 +508,7 @@ def infer_dataset(annotations: str, root: str) -> str:
 def run(*, annotations: str, root: str, frames: int, depths, variant: str = "msstnet", preset: str = "paper",
         fold: int | None = None, split: str | None = None, dataset: str | None = None, epochs: int | None = None,
         seed: int = 0, work_dir: str, result_dir: str | None = None, threads: int = 0,
-        overrides: dict | None = None, progress: bool = True, tag: str = "") -> dict:
+        overrides: dict | None = None, progress: bool = True, tag: str = "", build: str = "") -> dict:
     """One run from plain parameters (what ``train_eval.ipynb`` calls).
 
     ``overrides`` maps config field names (of :class:`MSSTConfig`, :class:`TrainConfig` or
@@ -522,7 +526,7 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
                                                overrides=over)
     spec = RunSpec(annotations=str(annotations), root=str(root), out=str(work_dir),
                    dataset=dataset or infer_dataset(annotations, root), fold=fold, split=split, preset=preset,
-                   seed=seed, tag=tag)
+                   seed=seed, tag=tag, build=build)
     resume = (Path(work_dir) / "checkpoint.pt").exists()
     dest = Path(result_dir) if result_dir else None
     try:

@@ -164,3 +164,77 @@ def test_runs_of_two_builds_are_never_paired_across_them():
     assert len(p) == 10 and (p["diff"] == 2).all()  # 5 folds x 2 builds, each a true pair
     row = K.claims_table(pd.concat([old, new], ignore_index=True), "default", comparisons=[c]).iloc[0]
     assert row["builds"] == 2 and K.cell(row).endswith("supported (10 units over 5 folds, 2 builds)")
+
+
+# ----------------------------------------------------------------- claims over independent builds
+
+def _build_runs(spec: dict, builds=8, majority=22.8) -> pd.DataFrame:
+    """``spec``: {(frames, depths, variant, tag): war per build index k (a function)}; one fold, seed 0."""
+    rows = []
+    for (frames, depths, variant, tag), war in spec.items():
+        for k in range(1, builds + 1):
+            rows.append({"preset": "cpu", "epochs": 15 if tag == "budget" else 5, "fold": 1, "seed": 0,
+                         "frames": frames, "depths": depths, "variant": variant, "tag": tag, "war": war(k),
+                         "uar": war(k) - 10, "gflops": 0.5, "build": f"data{k}/bb{k}", "build_name": f"b{k:02d}",
+                         "majority": majority})
+    return pd.DataFrame(rows)
+
+
+def test_build_claims_recompute_from_their_units_with_signflip_and_holm():
+    a, b, c = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-gru", ""), (4, "1-1-1", "me-gru", "")
+    df = _build_runs({a: lambda k: 60 + k, b: lambda k: 55 + k + (0.3 if k == 3 else 0),  # +5 on every build
+                      c: lambda k: 60 + k + (1 if k % 2 else -1.2)})  # no difference
+    comps = [K.Comparison("x", K.Config(*a), K.Config(*b)), K.Comparison("y", K.Config(*a), K.Config(*c))]
+    units = K.build_units(df, "default", comps)
+    assert list(units.columns[:5]) == ["claim", "comparison", "regime", "unit", "diff"]
+    assert len(units) == 16 and sorted(units["unit"].unique()) == [f"b{k:02d}" for k in range(1, 9)]
+    t = K.claims_from_units(units)
+    first, second = t.iloc[0], t.iloc[1]
+    assert first["units"] == 8 and first["p_signflip"] == pytest.approx(2 / 256)
+    assert first["verdict"] == "supported" and first["p_holm"] == pytest.approx(2 * 2 / 256)
+    assert first["verdict_holm"] == "supported"
+    assert second["verdict"] == "unresolved" and second["p_signflip"] > 0.05
+    # the same table from the CSV's columns alone
+    again = K.claims_from_units(pd.read_csv(__import__("io").StringIO(units.to_csv(index=False))))
+    pd.testing.assert_frame_equal(t, again)
+
+
+def test_holm_can_take_a_raw_supported_verdict_away():
+    comps, spec = [], {(4, "1-1-1", "msstnet", ""): lambda k: 60.0}
+    # one small, consistent effect (7 of 8 builds positive) among 28 comparisons of the regime
+    for i in range(28):
+        cfg = (4, "0-0-0", "msstnet", f"t{i}")
+        spec[cfg] = (lambda k: 60 - (1 if k > 1 else -0.1)) if i == 0 else (lambda k, i=i: 60 + np.sin(k + i))
+        comps.append(K.Comparison(f"c{i}", K.Config(4, "1-1-1"), K.Config(*cfg[:3], tag=cfg[3])))
+    t = K.claims_from_units(K.build_units(_build_runs(spec), "default", comps))
+    r = t.iloc[0]
+    assert r["verdict"] == "supported" and r["p_signflip"] < 0.05
+    assert r["p_holm"] >= 0.05 and r["verdict_holm"] == "unresolved"
+    assert not ((t["verdict_holm"] == "supported") & (t["p_holm"] >= 0.05)).any()
+
+
+def test_a_baseline_at_the_majority_class_level_did_not_train_and_leaves_the_family():
+    a, lstm = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-lstm", "budget")
+    df = _build_runs({a: lambda k: 60 + k, lstm: lambda k: 22.8 + (0.5 if k == 2 else 0)})
+    t = K.claims_from_units(K.build_units(df, "default", [K.Comparison("x", K.Config(*a), K.Config(*lstm))]))
+    assert t.loc[0, "verdict"] == "did not train" and t.loc[0, "verdict_holm"] == "did not train"
+    assert np.isnan(t.loc[0, "p_holm"]) and t.loc[0, "did_not_train"] == "worse"
+
+
+@pytest.mark.parametrize("shift,expected", [(0.0, "supported"), (-0.6, "supported"), (-1.0, K.NOT_SHOWN),
+                                            (-3.0, "contradicted"), (-0.4, "unresolved")])
+def test_non_inferiority_verdicts_over_builds(shift, expected):
+    a, j = (4, "1-1-1", "msstnet", ""), (4, "1-1-1", "msstnet", "joint-attention")
+    noise = [0.1, -0.15, 0.2, -0.05, 0.12, -0.2, 0.05, -0.07]
+    wide = 1.0 if expected == "unresolved" else 0.0  # spread the units so neither bound is cleared
+    df = _build_runs({a: lambda k: 60.0, j: lambda k: 60.0 - shift - noise[k - 1] * (1 + 10 * wide)})
+    c = K.Comparison("f", K.Config(*a), K.Config(*j), kind="non-inferior")
+    t = K.claims_from_units(K.build_units(df, "default", [c]))
+    assert t.loc[0, "verdict"] == expected
+
+
+def test_build_claims_name_the_matched_baselines_and_the_lstm_budget():
+    texts = [c.text for c in K.build_claims()]
+    for v in ("me-lstm budget", "me-gru", "me-tcn", "me-mean", "resnet18-lstm budget", "resnet18-gru"):
+        assert f"T4 d111 - T4 {v}" in texts, v
+    assert not any("lr-1e-2" in t for t in texts)  # the upward sweep is gone

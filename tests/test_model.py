@@ -183,3 +183,37 @@ def test_table1_grid():
         assert {r["depths"] for r in msst if r["frames"] == t and len(set(r["depths"])) == 1 and r["depths"][0] > 0} == {
             (1, 1, 1), (2, 2, 2), (3, 3, 3)}
     assert len(rows) == len({(r["frames"], r["depths"], r["variant"]) for r in rows}) == 20
+
+
+@pytest.mark.parametrize("variant", ["me-lstm", "me-gru", "me-tcn", "me-mean"])
+def test_matched_baselines_read_msstnets_melayers_and_swap_only_the_temporal_model(variant):
+    cfg = SMALL.replace(variant=variant, embed_norm=True)
+    model = build_model(cfg)
+    ref = MSSTNet(SMALL.replace(embed_norm=True))
+    assert isinstance(model, MSSTNet)  # the same MELayers (with their patch LayerNorm), fusion and head
+    assert {k for k in model.state_dict() if not k.startswith("tformers.")} == \
+        {k for k in ref.state_dict() if not k.startswith("tformers.")}
+    out = model(clip(b=2, t=4))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_me_mean_is_msstnet_without_t_formers_under_its_own_name():
+    none = MSSTNet(SMALL.replace(depths=(0, 0, 0))).eval()
+    mean = build_model(SMALL.replace(variant="me-mean")).eval()
+    mean.load_state_dict(none.state_dict())  # no temporal parameters at all: the same tensors
+    x = clip(b=2, t=4)
+    with torch.no_grad():
+        torch.testing.assert_close(mean(x), none(x))
+
+
+def test_matched_recurrent_layers_see_each_patch_location_on_its_own():
+    model = build_model(SMALL.replace(variant="me-gru")).eval()
+    z = torch.randn(1, 4, 16, SMALL.embed_dim)
+    z2 = z.clone()
+    z2[:, :, 5] += 1.0  # change one patch location at every frame
+    with torch.no_grad():
+        y, y2 = model.tformers[0](z), model.tformers[0](z2)
+    changed = (y - y2).abs().amax(dim=(0, 1, 3)) > 1e-6
+    assert changed.tolist() == [i == 5 for i in range(16)]

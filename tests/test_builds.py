@@ -1,0 +1,71 @@
+"""Builds as replicates: independent draws, one fixed split, the build grid, dropping caches."""
+
+from pathlib import Path
+
+import pytest
+
+from msstlib import builds as B
+from msstlib import claims as K
+from msstlib import study
+from msstlib.pretrain import PretrainConfig
+
+
+def test_builds_draw_nothing_twice_and_never_the_five_fold_studys_draws():
+    data = [B.Build(k, r).data_seed for r in B.DATA_SEED for k in (B.VALIDATION, *B.CLAIM_BUILDS)]
+    pre = [B.Build(k).pretrain_seed for k in (B.VALIDATION, *B.CLAIM_BUILDS)]
+    assert len(set(data)) == len(data) and len(set(pre)) == len(pre)
+    assert 0 not in data and PretrainConfig().seed not in pre  # the five-fold study's draws
+    assert len(B.CLAIM_BUILDS) >= 8  # the smallest exact sign-flip p is 2 / 2^8 < 0.05
+    assert B.Build(0).name == "val" and B.Build(3).name == "b03"
+    assert B.Build(3, "dfew-like").backbone() == B.Build(3).backbone()  # a build's regimes share its backbone
+    assert B.Build(3, "dfew-like").data() != B.Build(3).data()
+    assert B.Build(3).results().parts[-2:] == ("synthetic", "builds")
+    assert B.Build(0, "dfew-like").results().parts[-2:] == ("synthetic-dfewlike", "validation")
+    with pytest.raises(ValueError, match="numbered"):
+        B.Build(-1)
+
+
+def test_the_build_grid_runs_every_compared_configuration_once_on_the_fixed_split():
+    rows = study.build_grid("synthetic", "b02")
+    configs = K.compared_configs(K.build_claims())
+    assert len(rows) == len(configs) == len({r.name for r in rows})
+    assert all(r.name.startswith("b02_T") and r.fold == B.UNIT_FOLD and r.seed == 0 for r in rows)
+    lstm = [r for r in rows if r.variant in ("resnet18-lstm", "me-lstm")]
+    assert len(lstm) == 2 and all(r.tag == K.BUDGET_TAG for r in lstm)
+    assert all({k: r.overrides[k] for k in ("lr", "epochs")} == K.LSTM_BUDGET[r.variant] for r in lstm)
+    assert all(r.overrides.get("test_every") == 1 for r in rows if r.frames == 4)
+    assert {r.variant for r in rows} >= {"me-lstm", "me-gru", "me-tcn", "me-mean", "resnet18-tcn"}
+
+
+def test_evaluating_every_epoch_does_not_change_a_rows_identity(tiny, r18, tmp_path):
+    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
+                    work=str(tmp_path), extra={"backbone_weights": r18})
+    row = next(r for r in study.build_grid("synthetic", "b01") if r.name.startswith("b01_T04_d111_s0"))
+    assert s.run_id(row) == s.run_id(study.replace(row, overrides={}))
+
+
+def test_build_dry_run_lists_each_builds_rows(tiny, r18, monkeypatch, capsys):
+    monkeypatch.setattr(B.Build, "data", lambda self, work=None: Path(tiny[1]))
+    monkeypatch.setattr(B.Build, "backbone", lambda self, work=None: Path(r18))
+    monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("a dry run must not run rows"))
+    assert study.main(["--dataset", "synthetic", "--builds", "1", "2", "--dry-run"]) == 0
+    lines = [li for li in capsys.readouterr().out.splitlines() if li.startswith("b0")]
+    n = len(study.build_grid("synthetic", "b01"))
+    assert len(lines) == 2 * n and sum(li.startswith("b02_") for li in lines) == n
+    assert all(li.split()[1] == "todo" for li in lines)
+
+
+def test_a_bad_build_number_is_refused_with_exit_2(capsys):
+    assert study.main(["--dataset", "synthetic", "--builds", "-1", "--dry-run"]) == 2
+    assert "numbered" in capsys.readouterr().err
+
+
+def test_dropping_a_builds_feature_cache_keeps_frames_and_checkpoints(tmp_path):
+    cache = tmp_path / "prepared" / "cache"
+    cache.mkdir(parents=True)
+    (cache / "features_abc_64px_layer1-layer2-layer3.npy").write_bytes(b"x" * 1000)
+    (cache / "features_abc_64px_layer1-layer2-layer3.json").write_text("{}")
+    (cache / "frames_64px.npy").write_bytes(b"y" * 10)
+    (cache / "index_64px.json").write_text("{}")
+    assert B.drop_feature_cache(tmp_path / "prepared" / "annotations.csv") == 1002
+    assert sorted(p.name for p in cache.iterdir()) == ["frames_64px.npy", "index_64px.json"]
