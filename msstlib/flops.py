@@ -50,11 +50,12 @@ _CPU_SDPA = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu
 _MISSING = {_CPU_SDPA: _cpu_attention_flops} if _CPU_SDPA is not None and _CPU_SDPA not in flop_registry else {}
 
 
-def _rnn_gmacs(mod: torch.nn.Module, frames: int) -> float:
-    """MACs of a recurrent layer over one clip: per step and gate, ``W_i x + W_h h``."""
+def _rnn_gmacs(mod: torch.nn.Module, frames: int, sequences: int = 1) -> float:
+    """MACs of a recurrent layer over one clip of ``sequences`` sequences (1 for a pooled
+    baseline, N patch locations for a matched ``me-*`` one): per step and gate, ``W_i x + W_h h``."""
     gates, h = _GATES[type(mod)], mod.hidden_size
     ins = [mod.input_size] + [h * (2 if mod.bidirectional else 1)] * (mod.num_layers - 1)
-    return sum(gates * (i + h) * h for i in ins) * frames * (2 if mod.bidirectional else 1) / 1e9
+    return sum(gates * (i + h) * h for i in ins) * frames * sequences * (2 if mod.bidirectional else 1) / 1e9
 
 
 def count_gmacs(cfg: MSSTConfig, frames: int, model: torch.nn.Module | None = None) -> dict[str, float]:
@@ -63,8 +64,13 @@ def count_gmacs(cfg: MSSTConfig, frames: int, model: torch.nn.Module | None = No
     model.eval()
     x = torch.zeros(1, frames, 3, cfg.image_size, cfg.image_size, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False, custom_mapping=_MISSING)
+    sequences: dict[torch.nn.Module, int] = {}  # how many sequences each recurrent layer ran over the clip
+    hooks = [mod.register_forward_hook(lambda m, args, _: sequences.__setitem__(m, args[0].shape[0]))
+             for mod in model.modules() if type(mod) in _GATES]
     with torch.no_grad(), counter:
         model(x)
+    for hook in hooks:
+        hook.remove()
     per_module = counter.get_flop_counts()
     root = type(model).__name__
     out = {"total": counter.get_total_flops() / 2e9}
@@ -72,9 +78,12 @@ def count_gmacs(cfg: MSSTConfig, frames: int, model: torch.nn.Module | None = No
     # nn.GRU's matrix products): count a recurrent layer the counter reported as zero from its sizes.
     for name, mod in model.named_modules():
         if type(mod) in _GATES and not sum(per_module.get(f"{root}.{name}", {}).values()):
-            extra = _rnn_gmacs(mod, frames)
+            extra = _rnn_gmacs(mod, frames, sequences.get(mod, 1))
             out["total"] += extra
-            per_module.setdefault(f"{root}.{name}", {})["rnn"] = extra * 2e9
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # the layer and every module holding it (tformers.0, ...)
+                entry = per_module.setdefault(".".join([root, *parts[:i]]), {})
+                entry["rnn"] = entry.get("rnn", 0) + extra * 2e9
     for name in COMPONENTS:
         key = f"{root}.{name}"
         # A ModuleList has no entry of its own: add up its direct children (melayers.0, .1, ...).

@@ -57,3 +57,17 @@ def test_table_output(capsys):
     assert main(["--frames", "4"]) == 0
     out = capsys.readouterr().out
     assert "5.05" in out and "T-Formers" in out
+
+
+def test_a_matched_lstm_is_counted_over_every_patch_sequence():
+    """Fault: the LSTM's MACs (torch's CPU counter cannot see into its kernel) were added for one
+    sequence per clip, so me-lstm, which runs one per patch location, counted 16x too little (and its
+    T-Former slot none at all). Four gates to the GRU's three, at the same sizes."""
+    from msstlib.config import resolve
+
+    def temporal(variant):
+        m, _, _ = resolve("cpu", frames=4, depths=(1, 1, 1), variant=variant,
+                          overrides={"backbone_weights": None, "freeze_backbone": False})
+        return count_gmacs(m, 4)["tformers"]
+
+    assert temporal("me-lstm") == pytest.approx(4 / 3 * temporal("me-gru"), rel=1e-6)
