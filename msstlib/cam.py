@@ -3,7 +3,7 @@
 The paper shows feature maps without and after the T-Former and says the T-Former makes the network
 focus on where facial muscles change. We compute per-frame Grad-CAM maps with the ``grad-cam``
 package (pytorch-grad-cam) at the three CNN scales and at the T-Former outputs, for MSSTNet and
-for a trained control of comparable accuracy (the ResNet-18 + GRU on the same frozen features; never
+for a trained control of comparable accuracy (the ResNet-18 + GRU on the same frozen backbone, reading its pooled layer-4 feature; never
 a model at chance), score them against SynDFER's per-frame motion masks, and compare like with like
 as paired per-clip differences (:func:`like_with_like`): within MSSTNet, each T-Former's output
 against the CNN map it reads at the same resolution (what Fig. 3 shows), and MSSTNet against the

@@ -422,10 +422,12 @@ def build_cell(r, holm_verdict: bool = True) -> str:
     (Holm: supported; 8 builds)``."""
     if not r["units"]:
         return "not run"
-    ci = f" [{_points(r['ci_low'])}, {_points(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
+    # WAR points to one decimal; a Grad-CAM energy share to three
+    num = (lambda v: f"{round(float(v), 3) + 0.0:+.3f}") if r["metric"] == "gradcam_energy" else _points
+    ci = f" [{num(r['ci_low'])}, {num(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
     p = f" p={r['p_signflip']:.3f}" if not np.isnan(r["p_signflip"]) else ""
     holm = f"Holm: {r['verdict_holm']}; " if holm_verdict and r["verdict"] != "did not train" else ""
-    return f"{_points(r['diff_mean'])}{ci}{p} {r['verdict']} ({holm}{r['units']} builds)"
+    return f"{num(r['diff_mean'])}{ci}{p} {r['verdict']} ({holm}{r['units']} builds)"
 
 
 def build_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
@@ -480,3 +482,24 @@ def build_claims_note(claims: pd.DataFrame, preset: str = "cpu") -> str:
             f"outside the family. `observed_sd_mde`: the difference the design would detect with 80 % power, "
             f"computed from the observed spread (itself an estimate), not a planned figure. Recompute everything "
             f"from `claims_units.csv` (msstlib.claims.claims_from_units).")
+
+
+CAM_CLAIM = "the T-Former focuses on the moving muscles (Grad-CAM energy share)"
+
+
+def cam_units(gradcam_dir, regime: str) -> pd.DataFrame:
+    """Grad-CAM units (``claims_units.csv`` rows): one per comparison and build, from each build's
+    ``<gradcam_dir>/<build>/gradcam_like_with_like.csv`` (msstlib.study.build_cam). ``diff`` is the
+    build's mean paired difference over its scored clips in the share of map energy on the moving
+    muscles; the clip-level interval inside a build stays in that file, as a description."""
+    from pathlib import Path
+
+    rows = []
+    for f in sorted(Path(gradcam_dir).glob("*/gradcam_like_with_like.csv")):
+        for _, r in pd.read_csv(f).iterrows():
+            rows.append({"claim": CAM_CLAIM, "comparison": f"{r['a']} - {r['b']}",
+                         "regime": regime, "unit": f.parent.name, "diff": r["diff"], "metric": "gradcam_energy",
+                         "test": "superior", "better": r["energy_in_mask_a"], "worse": r["energy_in_mask_b"],
+                         "majority": np.nan})
+    return pd.DataFrame(rows, columns=["claim", "comparison", "regime", "unit", "diff", "metric", "test", "better",
+                                       "worse", "majority"])

@@ -169,7 +169,7 @@ def table3(df: pd.DataFrame, depths: str = "2-2-2") -> pd.DataFrame:
 def baselines(df: pd.DataFrame, frames: int = 4) -> pd.DataFrame:
     """A Table 3 analogue under our protocol: the same-backbone baselines (mean, LSTM, GRU, TCN),
     MSSTNet (depth 1 and 2) and MSSTNet with joint space-time attention, at ``frames``, seed 0,
-    all trained on the same frozen features with the same recipe; mean and std over folds. Baselines
+    all trained on the same frozen backbone with the same recipe (the ResNet-18 baselines read its pooled layer-4 feature, MSSTNet its layer-1-3 maps); mean and std over folds. Baselines
     rerun at another learning rate (tag ``lr-...``, same budget) are rows of their own."""
     keep = (df["frames"] == frames) & (df["seed"] == 0) & (
         (df["variant"].isin(list(BASELINE_LABELS)) & ((df["tag"] == "") | df["tag"].str.startswith("lr-")))

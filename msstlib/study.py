@@ -909,6 +909,37 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+BUILD_CAM_CLIPS = 200  # test clips a build's Grad-CAM scores (the unit is the build; its clips only describe it)
+
+
+def build_cam(study: Study, rows: list[Row], build: Build, max_clips: int = BUILD_CAM_CLIPS) -> Path | None:
+    """``gradcam.ipynb`` on one build's own models: its T=4 MSSTNet (depth 1) and its trained control
+    (the ResNet-18 + GRU), scoring ``max_clips`` test clips of its fixed split, into
+    ``<results>/gradcam/<build>/`` (tables only; skipped when they exist). Each build gives one
+    unit per Grad-CAM comparison (:func:`msstlib.claims.cam_units`)."""
+    out = Path(study.results) / "gradcam" / build.name
+    if (out / "gradcam_like_with_like.csv").exists():
+        return None
+
+    def checkpoint(variant: str, depths: tuple[int, int, int]) -> Path:
+        row = next(r for r in rows if r.frames == 4 and r.variant == variant and r.depths == depths and not r.tag)
+        ckpt = study.work_dir(row) / "checkpoint.pt"
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{P.relative(ckpt)}: the build's checkpoint is gone (build/ was cleaned); run the "
+                                    f"row again (delete {P.relative(study.result_dir(row))}) to score Grad-CAM")
+        return ckpt
+
+    control, msst = checkpoint("resnet18-gru", (0, 0, 0)), checkpoint("msstnet", (1, 1, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    with step(f"build {build.name}: Grad-CAM on its own models, {max_clips} test clips -> {P.relative(out)}"):
+        execute(NOTEBOOKS / "gradcam.ipynb", out / "gradcam.ipynb",
+                {"annotations": P.relative(study.annotations), "root": P.relative(study.root), "fold": UNIT_FOLD,
+                 "control_checkpoint": P.relative(control), "msst_checkpoint": P.relative(msst),
+                 "max_clips": max_clips, "figures_dir": "", "tables_dir": P.relative(out),
+                 "regime": build.regime}, progress_bar=False)
+    return out
+
+
 def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -> int:
     """``--builds K ...`` / ``--validation``: each build in turn is prepared (data, backbone,
     caches; skipped where done), its rows run (``--jobs`` at a time) and, with ``--drop-caches``,
@@ -946,6 +977,12 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
         print(f"build {b.name} ({b.regime}): {len(rows)} rows, {len(rows) - len(todo)} done, {len(todo)} to run",
               flush=True)
         failures += [f for f, error in run_local(todo, study, jobs) if error is not None]
+        if b.index != 0 and all(row_done(study, row) for row in rows):
+            try:
+                build_cam(study, rows, b)
+            except Exception as exc:  # the rows are safe; the scores can be made again
+                print(f"build {b.name}: Grad-CAM failed: {exc}", file=sys.stderr)
+                failures.append(f"{b.name} Grad-CAM")
         if args.drop_caches and all(row_done(study, row) for row in rows):
             print(f"build {b.name}: all rows landed; feature cache removed "
                   f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)

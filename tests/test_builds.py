@@ -69,3 +69,31 @@ def test_dropping_a_builds_feature_cache_keeps_frames_and_checkpoints(tmp_path):
     (cache / "index_64px.json").write_text("{}")
     assert B.drop_feature_cache(tmp_path / "prepared" / "annotations.csv") == 1002
     assert sorted(p.name for p in cache.iterdir()) == ["frames_64px.npy", "index_64px.json"]
+
+
+@pytest.mark.slow
+def test_a_builds_grad_cam_scores_its_own_models_and_gives_one_unit_per_comparison(tiny, tmp_path):
+    import shutil
+
+    from msstlib import cam
+
+    control, msst = cam.demo_checkpoints(tmp_path / "demo", *tiny)
+    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu",
+                    results=str(tmp_path / "results" / "builds"), work=str(tmp_path / "work"))
+    rows = study.build_grid("synthetic", "b01")
+    pick = {("resnet18-gru", (0, 0, 0)): control, ("msstnet", (1, 1, 1)): msst}
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(study.Study, "work_dir", lambda self, row: tmp_path / "work" / row.name)
+    try:
+        for row in rows:
+            key = (row.variant, row.depths)
+            if row.frames == 4 and not row.tag and key in pick:
+                (tmp_path / "work" / row.name).mkdir(parents=True)
+                shutil.copy(pick[key], tmp_path / "work" / row.name / "checkpoint.pt")
+        out = study.build_cam(s, rows, B.Build(1), max_clips=4)
+        assert study.build_cam(s, rows, B.Build(1), max_clips=4) is None  # done: skipped
+    finally:
+        monkey.undo()
+    units = K.cam_units(out.parent, "default")
+    assert len(units) == 6 and set(units["unit"]) == {"b01"}  # 3 within MSSTNet + 3 against the control
+    assert units["comparison"].str.contains("T-Former3 out").any() and (units["metric"] == "gradcam_energy").all()

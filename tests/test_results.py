@@ -165,28 +165,62 @@ REGIME_RUNS = {"default": ROOT / "results" / "synthetic" / "runs", "dfew-like": 
 CLAIMS = ROOT / "results" / "synthetic" / "tables"
 
 
-def test_committed_claims_are_what_the_committed_runs_give():
-    """Every verdict comes from committed run files through the code (issue 10): the committed
-    claims table of both regimes is what msstlib.claims computes from the committed result.json files,
-    so a run added without re-rendering the tables, or a table edited by hand, fails here."""
+BUILD_RUNS = {"default": ROOT / "results" / "synthetic" / "builds" / "runs",
+              "dfew-like": ROOT / "results" / "synthetic-dfewlike" / "builds" / "runs"}
+
+
+def test_committed_five_fold_claims_are_what_the_committed_runs_give():
+    """Every number comes from committed run files through the code (issue 10): the five-fold claims
+    (superseded by the build claims, kept to show what changed) are what msstlib.claims computes from
+    the committed five-fold result.json files."""
     import numpy as np
 
     from msstlib import claims as K
 
     fresh = pd.concat([K.claims_table(R._family(R.load_study(runs), None)[0], regime)
                        for regime, runs in REGIME_RUNS.items()], ignore_index=True)
-    committed = pd.read_csv(CLAIMS / "claims.csv")
+    committed = pd.read_csv(CLAIMS / "claims_five_fold.csv")
     keys = ["claim", "regime", "comparison", "verdict", "units", "folds", "seeds"]
     assert fresh[keys].values.tolist() == committed[keys].values.tolist()
     numbers = ["diff_mean", "ci_low", "ci_high", "mde"]  # the CSV keeps four significant digits
     np.testing.assert_allclose(fresh[numbers].to_numpy(float), committed[numbers].to_numpy(float), rtol=1e-3, atol=1e-3)
+
+
+def test_committed_claims_recompute_from_the_committed_builds_and_their_units():
+    """The claims (issue 25) are what the committed build runs give, through claims_units.csv: the
+    units are the runs' paired differences, and claims.csv (mean, t interval, exact sign-flip p,
+    Holm) recomputes from claims_units.csv alone; no Holm-supported verdict has p_holm >= 0.05."""
+    import numpy as np
+
+    from msstlib import claims as K
+
+    have = {g: runs for g, runs in BUILD_RUNS.items() if any(runs.glob("*/result.json"))}
+    if not have:
+        assert not (CLAIMS / "claims.csv").exists(), "claims.csv without any committed build run"
+        return
+    units = pd.read_csv(CLAIMS / "claims_units.csv")
+    fresh_units = pd.concat([u for g, runs in have.items() for u in (K.build_units(R.load_study(runs), g),
+                                                                      K.cam_units(runs.parent / "gradcam", g)) if len(u)],
+                            ignore_index=True)
+    assert units[["claim", "comparison", "regime", "unit"]].values.tolist() == \
+        fresh_units[["claim", "comparison", "regime", "unit"]].values.tolist()
+    np.testing.assert_allclose(units["diff"], fresh_units["diff"], rtol=1e-3, atol=1e-3)
+    claims = pd.read_csv(CLAIMS / "claims.csv", keep_default_na=False, na_values=[""])
+    again = K.claims_from_units(units)
+    keys = ["claim", "regime", "comparison", "verdict", "verdict_holm", "units"]
+    assert claims[keys].values.tolist() == again[keys].values.tolist()
+    numbers = ["diff_mean", "ci_low", "ci_high", "p_signflip", "p_holm", "observed_sd_mde"]
+    np.testing.assert_allclose(claims[numbers].to_numpy(float), again[numbers].to_numpy(float), rtol=1e-3, atol=1e-3)
+    assert not ((claims["verdict_holm"] == "supported") & (claims["p_holm"] >= 0.05)).any()
     side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
-    assert side.values.tolist() == K.side_by_side(fresh).values.tolist()
+    assert side.values.tolist() == K.build_side_by_side(again).values.tolist()
 
 
 def test_readme_shows_the_committed_claims_table():
     """The README's claims table is the committed claims_by_regime table, cell for cell (it used to be
     pasted from a helper outside the repository, and could drift from the runs)."""
+    if not (CLAIMS / "claims_by_regime.csv").exists():
+        pytest.skip("no build has landed yet: no claims table")
     side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
     header = "| " + " | ".join(side.columns) + " |"
     lines = (ROOT / "README.md").read_text().splitlines()
@@ -208,7 +242,7 @@ def test_every_committed_run_is_filed_under_its_identity():
     from msstlib import config as C
 
     bad = []
-    paths = sorted((ROOT / "results").glob("*/runs/*/result.json")) + sorted((ROOT / "results").glob("*/runs/*/diverged.json"))
+    paths = sorted((ROOT / "results").rglob("runs/*/result.json")) + sorted((ROOT / "results").rglob("runs/*/diverged.json"))
     assert any(p.name == "diverged.json" for p in paths)
     for path in paths:
         r = json.loads(path.read_text())
