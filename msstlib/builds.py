@@ -143,6 +143,10 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
     data than its benchmark)."""
     py = sys.executable
     data = Path(data)
+    if backbone is not None and pretrain and pretrain_seed is None:
+        # pretrain() re-trains a backbone whose recorded parameters differ: a build's backbone given
+        # without its seed would be overwritten with the default seed's (another build's) weights
+        raise ValueError(f"prepare_synthetic: backbone {backbone} given without its pretrain_seed")
     backbone = Path(backbone) if backbone else backbone_path(quick)
     who = f"{label}: " if label else ""
     if not (data / "syndfer_params.json").exists():

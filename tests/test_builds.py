@@ -97,3 +97,22 @@ def test_a_builds_grad_cam_scores_its_own_models_and_gives_one_unit_per_comparis
     units = K.cam_units(out.parent, "default")
     assert len(units) == 6 and set(units["unit"]) == {"b01"}  # 3 within MSSTNet + 3 against the control
     assert units["comparison"].str.contains("T-Former3 out").any() and (units["metric"] == "gradcam_energy").all()
+
+
+def test_a_builds_backbone_is_never_prepared_without_its_seed(tmp_path, monkeypatch):
+    """Fault: prepare_synthetic(backbone=...) without pretrain_seed pre-trained with the default seed into
+    that path, and pretrain() replaces a backbone whose recorded parameters differ: the validation
+    build's backbone would have been overwritten with another draw's weights."""
+    import subprocess
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: calls.append(cmd))
+    (tmp_path / "syndfer_params.json").write_text("{}")
+    (tmp_path / "prepared" / "cache").mkdir(parents=True)
+    (tmp_path / "prepared" / "annotations.csv").write_text("")
+    (tmp_path / "prepared" / "cache" / "index_64px.json").write_text("{}")
+    with pytest.raises(ValueError, match="pretrain_seed"):
+        B.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt")
+    assert not calls
+    B.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7)
+    assert ["--seed", "7"] == calls[0][calls[0].index("--seed"):][:2]
