@@ -41,12 +41,10 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import config as C
@@ -959,6 +957,8 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
         if not listing and not args.collect:
             annotations, _ = b.prepare()
         rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
+        if args.frames:  # e.g. make reproduce's subset: the T = 4 rows of two builds
+            rows = [r for r in rows if r.frames in args.frames]
         if not Path(annotations).exists() or not b.backbone().exists():
             print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
             continue
@@ -977,7 +977,7 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
         print(f"build {b.name} ({b.regime}): {len(rows)} rows, {len(rows) - len(todo)} done, {len(todo)} to run",
               flush=True)
         failures += [f for f, error in run_local(todo, study, jobs) if error is not None]
-        if b.index != 0 and all(row_done(study, row) for row in rows):
+        if b.index != 0 and all(row_done(study, row) for row in rows) and any(r.frames == 4 for r in rows):
             try:
                 build_cam(study, rows, b)
             except Exception as exc:  # the rows are safe; the scores can be made again

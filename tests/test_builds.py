@@ -116,3 +116,39 @@ def test_a_builds_backbone_is_never_prepared_without_its_seed(tmp_path, monkeypa
     assert not calls
     B.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7)
     assert ["--seed", "7"] == calls[0][calls[0].index("--seed"):][:2]
+
+
+def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(tiny[1], data)
+    cache = data / "prepared" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "features_x_64px.npy").write_bytes(b"z" * 100)
+    monkeypatch.setattr(B.Build, "data", lambda self, work=None: data)
+    monkeypatch.setattr(B.Build, "backbone", lambda self, work=None: Path(r18))
+    monkeypatch.setattr(B.Build, "scratch", lambda self, work=None: tmp_path / "work")
+    monkeypatch.setattr(B.Build, "results", lambda self, *a: tmp_path / "results" / "synthetic" / "builds")
+    prepared, ran, scored, rendered = [], [], [], []
+    monkeypatch.setattr(B.Build, "prepare", lambda self, work=None: prepared.append(self.name) or
+                        (str(data / "prepared" / "annotations.csv"), str(data)))
+
+    def fake_run(rows, s, jobs):
+        for row in rows:
+            s.result_dir(row).mkdir(parents=True)
+            (s.result_dir(row) / "result.json").write_text("{}")
+            ran.append(row.name)
+        return [(s.folder(r), None) for r in rows]
+
+    monkeypatch.setattr(study, "run_local", fake_run)
+    monkeypatch.setattr(study, "build_cam", lambda s, rows, b: scored.append(b.name))
+    monkeypatch.setattr(study, "render_tables", lambda results, dataset: rendered.append(results))
+    assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4", "--drop-caches"]) == 0
+    assert prepared == ["b01"] and scored == ["b01"] and len(rendered) == 1
+    assert ran and all(n.startswith("b01_T04_") for n in ran)
+    assert not (cache / "features_x_64px.npy").exists()  # all rows landed: the feature cache went
+    assert "feature cache removed" in capsys.readouterr().out
+    # again: nothing left to run
+    ran.clear()
+    assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4"]) == 0 and not ran
