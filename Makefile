@@ -27,20 +27,24 @@ test: install
 flops: install
 	$(BIN)/python -m msstlib.flops
 
-# The CPU study on SynDFER, both regimes (DESIGN.md §9), 2 rows at a time; each step resumes.
-#   make reproduce         fold 1: the DFEW-like regime's T=4 claim rows, then every row of the default
-#                          regime, tables and claims (both regimes side by side), Grad-CAM (~80 min on
-#                          two cores from nothing; README "What `make reproduce` produces")
-#   make reproduce FULL=1  five folds and three seeds on every row a claim compares, both regimes
-#                          (~19 h on two cores: the sum of its measured steps, README)
-#   FOLDS="1 2": other folds.  QUICK=1: a smoke run of a few rows on a small SynDFER (minutes).
+# The CPU study on SynDFER (DESIGN.md §9), 2 rows at a time; each step resumes where it stopped.
+#   make reproduce         the claims' subset: builds 1 and 2 of the default regime, their T = 4 rows
+#                          (each build: its own SynDFER draw and backbone), their Grad-CAM, then every
+#                          table from the committed runs (README "What `make reproduce` produces")
+#   make reproduce FULL=1  all of it: the validation draw, builds 1-8 (every claim row), and the
+#                          five-fold study (five folds, three seeds on every row its tables compare,
+#                          both regimes) with its Grad-CAM (README: the sum of its measured steps)
+#   FOLDS="1 2": the five-fold study's folds (FULL=1).  QUICK=1: a smoke run of a few rows (minutes).
 ifdef FULL
 FOLDS ?= 1 2 3 4 5
 STUDY_MORE := --seeds 1 2
 DFEWLIKE_ROWS := --claims-only
+BUILDS ?= 1 2 3 4 5 6 7 8
+BUILD_ROWS :=
 else
 FOLDS ?= 1
-DFEWLIKE_ROWS := --claims-only --frames 4
+BUILDS ?= 1 2
+BUILD_ROWS := --frames 4
 endif
 # --allow-other-builds: the committed rows count as done on any machine, whose pre-training gives
 # another backbone; rows run here pair with rows of this build only (README "Builds").
@@ -48,11 +52,16 @@ STUDY := $(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 
 reproduce: install flops
 ifdef QUICK
 	$(STUDY) --quick
+	@$(MAKE) --no-print-directory figures QUICK=1
 else
+ifdef FULL
+	$(STUDY) --validation
 	$(STUDY) --regime dfew-like --folds $(FOLDS) $(STUDY_MORE) $(DFEWLIKE_ROWS)
 	$(STUDY) --folds $(FOLDS) $(STUDY_MORE)
+	@$(MAKE) --no-print-directory figures FULL=1
 endif
-	@$(MAKE) --no-print-directory figures $(if $(QUICK),QUICK=1,)
+	$(STUDY) --builds $(BUILDS) $(BUILD_ROWS) --drop-caches
+endif
 
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
 # and against its trained control, the ResNet-18 + GRU row (FULL=1: in the DFEW-like regime too).

@@ -344,6 +344,7 @@ def build_units(df: pd.DataFrame, regime: str, comparisons: list[Comparison] | N
     configurations, with the paired difference ``diff`` (points), both sides' values and the
     majority-class share of the build's test clips. :func:`claims_from_units` computes the claims
     from this table alone."""
+    df = one_copy_per_build(df)
     rows = []
     for c in comparisons or build_claims():
         p = paired(df, c, metric, across_epochs=True)
@@ -357,6 +358,18 @@ def build_units(df: pd.DataFrame, regime: str, comparisons: list[Comparison] | N
                          "majority": u.get("majority_b", np.nan)})
     return pd.DataFrame(rows, columns=["claim", "comparison", "regime", "unit", "diff", "metric", "test", "better",
                                        "worse", "majority"])
+
+
+def one_copy_per_build(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs of one copy of each named build: a build re-made on another kind of CPU has other
+    backbone weights (another ``build`` id under the same name, README "Builds"), and two copies
+    of one draw are not two independent units. The copy with the most runs is kept (ties: the
+    first id)."""
+    if "build_name" not in df or not len(df):
+        return df
+    counts = df.groupby(["build_name", "build"]).size().reset_index(name="n")
+    keep = counts.sort_values(["build_name", "n", "build"], ascending=[True, False, True]).drop_duplicates("build_name")
+    return df[df["build"].isin(keep["build"])]
 
 
 def build_verdict(low: float, high: float, p: float, kind: str, p_zero: float = np.nan, alpha: float | None = None) -> str:

@@ -238,3 +238,11 @@ def test_build_claims_name_the_matched_baselines_and_the_lstm_budget():
     for v in ("me-lstm budget", "me-gru", "me-tcn", "me-mean", "resnet18-lstm budget", "resnet18-gru"):
         assert f"T4 d111 - T4 {v}" in texts, v
     assert not any("lr-1e-2" in t for t in texts)  # the upward sweep is gone
+
+
+def test_a_build_remade_elsewhere_is_one_unit_not_two():
+    a, b = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-gru", "")
+    df = _build_runs({a: lambda k: 60 + k, b: lambda k: 55 + k}, builds=3)
+    copy = df[df["build_name"] == "b02"].assign(build="data2/other-cpu", war=lambda d: d["war"] + 9)
+    units = K.build_units(pd.concat([df, copy.iloc[:1]]), "default", [K.Comparison("x", K.Config(*a), K.Config(*b))])
+    assert units["unit"].tolist() == ["b01", "b02", "b03"] and (units["diff"] == 5).all()
