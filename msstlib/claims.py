@@ -442,7 +442,8 @@ def build_cell(r, holm_verdict: bool = True) -> str:
     ci = f" [{num(r['ci_low'])}, {num(r['ci_high'])}]" if not np.isnan(r["ci_low"]) else " (no interval)"
     p = f" p={r['p_signflip']:.3f}" if not np.isnan(r["p_signflip"]) else ""
     holm = f"Holm: {r['verdict_holm']}; " if holm_verdict and r["verdict"] != "did not train" else ""
-    return f"{num(r['diff_mean'])}{ci}{p} {r['verdict']} ({holm}{r['units']} builds)"
+    builds = f"{r['units']} build" + ("s" if r["units"] != 1 else "")
+    return f"{num(r['diff_mean'])}{ci}{p} {r['verdict']} ({holm}{builds})"
 
 
 def build_side_by_side(table: pd.DataFrame) -> pd.DataFrame:

@@ -565,7 +565,8 @@ def is_smoke(results: Path) -> bool:
 
 def regime_of(results: Path) -> str:
     """The SynDFER regime a results folder holds (``results/synthetic-dfewlike[-quick]``: dfew-like)."""
-    return "dfew-like" if REGIME_SUFFIX["dfew-like"] in Path(results).name else "default"
+    name = Path(results).name
+    return next((r for r, suffix in REGIME_SUFFIX.items() if suffix and suffix in name), "default")
 
 
 def dfewlike_sibling(results: Path) -> Path | None:
@@ -587,10 +588,10 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
         except FileExistsError:
             return  # another job is rendering them
     dfewlike = dfewlike_sibling(results)
-    # The claims over independent builds of both regimes (msstlib.builds), rendered with the default regime's tables
-    sibling = results.parent / results.name.replace("synthetic", "synthetic" + REGIME_SUFFIX["dfew-like"], 1)
-    builds = [b / "builds" / "runs" for b in (results, sibling)]
-    builds = [b if regime_of(results) == "default" and any(b.glob("*/result.json")) else None for b in builds]
+    # The claims over independent builds of every regime (msstlib.builds), rendered with the default regime's tables
+    builds = {r: results.parent / results.name.replace("synthetic", "synthetic" + suffix, 1) / "builds" / "runs"
+              for r, suffix in REGIME_SUFFIX.items()} if regime_of(results) == "default" else {}
+    builds = {r: P.relative(b) for r, b in builds.items() if any(b.glob("*/result.json"))}
     try:
         with step(f"tables: tables.ipynb -> {P.relative(results / 'tables')}"):
             execute(NOTEBOOKS / "tables.ipynb", results / "tables.ipynb",
@@ -598,8 +599,7 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
                      "dataset": dataset, "figures_dir": P.relative(results / "figures"), "smoke": is_smoke(results),
                      "regime": regime_of(results),
                      "dfewlike_runs_dir": P.relative(dfewlike) if dfewlike else "",
-                     "builds_runs_dir": P.relative(builds[0]) if builds[0] else "",
-                     "dfewlike_builds_runs_dir": P.relative(builds[1]) if builds[1] else ""},
+                     "builds_runs_dirs": json.dumps(builds)},
                     progress_bar=not lock)
     finally:
         if lock:
@@ -834,6 +834,12 @@ def main(argv: list[str] | None = None) -> int:
                   epochs=args.epochs if args.epochs is not None else (2 if args.quick else None), extra=extra,
                   threads=threads)
 
+    if args.collect and not Path(annotations).exists():  # the tables come from the committed runs alone
+        render_tables(results, args.dataset)
+        print(f"(the study's data are not prepared here ({P.relative(annotations)}): which rows are missing is not "
+              f"known)")
+        where(results)
+        return 0
     if listing and not Path(annotations).exists():
         for row in rows:
             print(f"{row.name:44s} todo  (data not prepared yet: no run id)")

@@ -541,3 +541,13 @@ def test_a_study_continued_with_another_pre_trained_backbone_is_refused(tiny, r1
     assert study.main(base + ["--backbone-weights", str(other), "--allow-other-builds"]) == 0
     assert ran["todo"] and not any(f.startswith(committed.name + "_") for f in ran["todo"])
     assert len(ran["todo"]) == len(study.grid("dfew", folds=[1], sgd_rows=True)) - 1
+
+
+def test_collect_renders_the_tables_from_committed_runs_without_the_data(tmp_path, monkeypatch, capsys):
+    """Fault: on a fresh clone (no build/ data) --collect listed every row as todo and rendered
+    nothing, so the committed tables could not be re-made from the committed runs."""
+    rendered = []
+    monkeypatch.setattr(study, "render_tables", lambda results, dataset, **k: rendered.append(Path(results)))
+    assert study.main(["--dataset", "synthetic", "--root", str(tmp_path / "no-data"), "--results",
+                       str(tmp_path / "synthetic"), "--collect"]) == 0
+    assert rendered == [tmp_path / "synthetic"] and "not prepared here" in capsys.readouterr().out
