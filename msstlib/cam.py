@@ -2,12 +2,12 @@
 
 The paper shows feature maps without and after the T-Former and says the T-Former makes the network
 focus on where facial muscles change. We compute per-frame Grad-CAM maps with the ``grad-cam``
-package (pytorch-grad-cam) at the three CNN scales and at the T-Former outputs, for MSSTNet and
-for a trained control of comparable accuracy (the ResNet-18 + GRU on the same frozen backbone, reading its pooled layer-4 feature; never
-a model at chance), score them against SynDFER's per-frame motion masks, and compare like with like
-as paired per-clip differences (:func:`like_with_like`): within MSSTNet, each T-Former's output
-against the CNN map it reads at the same resolution (what Fig. 3 shows), and MSSTNet against the
-control at the same CNN layer.
+package (pytorch-grad-cam) at the three CNN scales and at the T-Former outputs, for MSSTNet and for
+a trained control of comparable accuracy (the ResNet-18 + GRU on the same frozen backbone, reading
+its pooled layer-4 feature; never a model at chance), score them against SynDFER's per-frame motion
+masks, and compare like with like as paired per-clip differences (:func:`like_with_like`): within
+MSSTNet, each T-Former's output against the CNN map it reads at the same resolution (what Fig. 3
+shows), and MSSTNet against the control at the same CNN layer.
 
 pytorch-grad-cam reads a 5-D input as a 3-D volume ``(B, C, D, H, W)``, not as our clip layout
 ``(B, T, C, H, W)``. :class:`ClipAsBatch` is the thin wrapper that solves it: it takes one clip's

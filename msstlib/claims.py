@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .stats import ALPHA, holm, interval, signflip_p
+
 MARGIN = 1.0  # WAR points: "no loss" for the attention claim (non-inferiority margin)
 VERDICTS = ("supported", "contradicted", "unresolved")
 
@@ -132,23 +134,6 @@ def paired(df: pd.DataFrame, c: Comparison, metric: str = "war", across_epochs: 
     return m.assign(diff=m[f"{metric}_a"] - m[f"{metric}_b"])
 
 
-def interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, low, high, mde) of paired differences: Student's t interval and the 80 %-power MDE."""
-    from scipy import stats
-
-    d = np.asarray(diffs, dtype=float)
-    n = len(d)
-    if n == 0:
-        return np.nan, np.nan, np.nan, np.nan
-    mean = float(d.mean())
-    if n < 2:
-        return mean, np.nan, np.nan, np.nan
-    se = float(d.std(ddof=1)) / np.sqrt(n)
-    q = stats.t.ppf(0.5 + level / 2, n - 1)
-    mde = (q + stats.t.ppf(0.8, n - 1)) * se
-    return mean, mean - q * se, mean + q * se, float(mde)
-
-
 def unit_interval(p: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float, float, str]:
     """(mean, low, high, mde, interval_over) of the paired units ``p`` (columns fold, seed, diff),
     clustered by fold: seeds are averaged within each fold, the interval is over the fold means.
@@ -218,9 +203,9 @@ def cell(r) -> str:
     return f"{_points(r['diff_mean'])}{ci} {r['verdict']} ({design})"
 
 
-def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+def side_by_side(table: pd.DataFrame, cell=cell) -> pd.DataFrame:
     """The claims of every regime in :func:`claims_table` rows side by side: one row per claim
-    comparison, one column per regime (:func:`cell`), in the order the claims table has them. A
+    comparison, one column per regime (``cell``), in the order the claims table has them. A
     comparison a regime has no row for is ``not run`` there. This is the table the README shows."""
     keys = list(dict.fromkeys(zip(table["claim"], table["comparison"])))
     cells = {(r["claim"], r["comparison"], r["regime"]): cell(r) for _, r in table.iterrows()}
@@ -328,8 +313,8 @@ def build_claims() -> list[Comparison]:
             continue
         out.append(c)
         if c.worse.variant == "resnet18-tcn":  # the matched ones after the pooled-layer-4 ones
-            out += [Comparison(MATCHED_CLAIM, t4("1-1-1"), t4("1-1-1", variant=v, tag=BUDGET_TAG if v == "me-lstm" else ""))
-                    for v in ME_VARIANTS]
+            out += [Comparison(MATCHED_CLAIM, t4("1-1-1"),
+                               t4("1-1-1", variant=v, tag=BUDGET_TAG if v == "me-lstm" else "")) for v in ME_VARIANTS]
     return out
 
 
@@ -372,14 +357,13 @@ def one_copy_per_build(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["build"].isin(keep["build"])]
 
 
-def build_verdict(low: float, high: float, p: float, kind: str, p_zero: float = np.nan, alpha: float | None = None) -> str:
+def build_verdict(low: float, high: float, p: float, kind: str, p_zero: float = np.nan,
+                  alpha: float | None = None) -> str:
     """The verdict on a claim's direction from its interval *and* its sign-flip p (both must agree):
     ``supported`` / ``contradicted`` when the interval lies on one side of the bound (0, or
     ``-MARGIN`` for non-inferiority) and p < alpha; for non-inferiority, :data:`NOT_SHOWN` when it
     is not contradicted but significantly below 0 (``p_zero`` < alpha, interval below 0);
     otherwise ``unresolved``."""
-    from .stats import ALPHA
-
     alpha = ALPHA if alpha is None else alpha
     if np.isnan(low) or np.isnan(high) or np.isnan(p):
         return "unresolved"
@@ -398,8 +382,6 @@ def claims_from_units(units: pd.DataFrame, alpha: float | None = None) -> pd.Dat
     in their order: per comparison the mean difference, the t interval over builds, the exact
     sign-flip p (for non-inferiority: of ``diff + MARGIN``), the observed-SD MDE, the raw verdict
     and the Holm verdict (family: the comparisons of one regime that trained; alpha 0.05)."""
-    from .stats import ALPHA, holm, interval, signflip_p
-
     alpha = ALPHA if alpha is None else alpha
     rows = []
     for (regime, claim, comparison), u in units.groupby(["regime", "claim", "comparison"], sort=False):
@@ -407,16 +389,17 @@ def claims_from_units(units: pd.DataFrame, alpha: float | None = None) -> pd.Dat
         mean, low, high, mde = interval(d)
         p = signflip_p(d, null=-MARGIN if kind == "non-inferior" else 0.0)
         p_zero = signflip_p(d) if kind == "non-inferior" else np.nan
-        lazy = [side for side, col in (("better", "better"), ("worse", "worse"))
-                if u[col].mean() <= u["majority"].mean() + DID_NOT_TRAIN_POINTS]
+        untrained = [side for side in ("better", "worse")
+                     if u[side].mean() <= u["majority"].mean() + DID_NOT_TRAIN_POINTS]
+        verdict = "did not train" if untrained else build_verdict(low, high, p, kind, p_zero, alpha)
         rows.append({"claim": claim, "regime": regime, "comparison": comparison, "diff_mean": mean, "ci_low": low,
-                     "ci_high": high, "verdict": "did not train" if lazy else build_verdict(low, high, p, kind, p_zero, alpha),
+                     "ci_high": high, "verdict": verdict,
                      "p_signflip": p, "p_holm": np.nan, "verdict_holm": "", "units": len(u),
                      "observed_sd_mde": mde, "metric": u["metric"].iloc[0],
                      "test": "non-inferiority, margin %.1f points" % MARGIN if kind == "non-inferior" else "superiority",
                      "interval_over": "builds (one fixed split each)", "better_mean": u["better"].mean(),
                      "worse_mean": u["worse"].mean(), "majority": u["majority"].mean(),
-                     "did_not_train": " and ".join(lazy), "_kind": kind, "_p_zero": p_zero})
+                     "did_not_train": " and ".join(untrained), "_kind": kind, "_p_zero": p_zero})
     t = pd.DataFrame(rows)
     if not len(t):
         return t
@@ -448,11 +431,7 @@ def build_cell(r, holm_verdict: bool = True) -> str:
 
 def build_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`claims_from_units` rows with the regimes side by side (:func:`build_cell`)."""
-    keys = list(dict.fromkeys(zip(table["claim"], table["comparison"])))
-    cells = {(r["claim"], r["comparison"], r["regime"]): build_cell(r) for _, r in table.iterrows()}
-    regimes = list(dict.fromkeys(table["regime"]))
-    return pd.DataFrame([{"claim": c, "comparison": k, **{g: cells.get((c, k, g), "not run") for g in regimes}}
-                         for c, k in keys], columns=["claim", "comparison", *regimes])
+    return side_by_side(table, build_cell)
 
 
 def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) -> pd.DataFrame:
@@ -460,8 +439,6 @@ def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) 
     epoch (our result): per configuration whose runs evaluated the test set after every epoch, the
     paired difference max-over-epochs minus last epoch, in WAR and UAR, with its t interval over
     builds. Never a result: a measure of a protocol's optimism."""
-    from .stats import interval
-
     configs = configs or [Config(4, "1-1-1"), Config(4, "1-1-1", variant="me-gru")]
     rows = []
     for cfg in configs:
@@ -478,8 +455,8 @@ def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) 
 
 def build_claims_note(claims: pd.DataFrame, preset: str = "cpu") -> str:
     """The header of ``claims.md``: what the numbers are, the family, alpha and the rule."""
+    from .builds import UNIT_FOLD
     from .config import PRESETS
-    from .stats import ALPHA
 
     train = PRESETS[preset].train
     per = ", ".join(f"{g}: {n} comparisons" for g, n in claims.groupby("regime", sort=False).size().items())
@@ -487,7 +464,7 @@ def build_claims_note(claims: pd.DataFrame, preset: str = "cpu") -> str:
             f"(each build its own), {train.optimizer.upper() if train.optimizer == 'sgd' else 'AdamW'} lr "
             f"{train.lr:g}, {train.epochs} epochs (the LSTMs: their validated budget, claims.LSTM_BUDGET), last "
             f"epoch reported. Each comparison is paired within a build; a **unit is one independent build** "
-            f"(its own SynDFER draw and its own backbone, one fixed split: fold {1} tests 600 clips, the rest "
+            f"(its own SynDFER draw and its own backbone, one fixed split: fold {UNIT_FOLD} tests 600 clips, the rest "
             f"train), never a fold. `diff_mean` and the 95 % t interval over builds (df = units - 1), in WAR "
             f"points; `p_signflip`: the exact two-sided sign-flip p over builds (non-inferiority: of diff + "
             f"{MARGIN:g}). A verdict needs both: the interval on one side of the bound and p < {ALPHA:g}. "
