@@ -40,6 +40,8 @@ CANDIDATES = {
     "burst0.2-gain2": {"burst_share": 0.2, "gain": 2.0},
     "burst0.2-gain3": {"burst_share": 0.2, "gain": 3.0},
     "burst0-gain3": {"burst_share": 0.0, "gain": 3.0},
+    "burst0.1-gain3": {"burst_share": 0.1, "gain": 3.0},
+    "burst0.1-gain2": {"burst_share": 0.1, "gain": 2.0},
 }
 ROWS = (("resnet18-mean", (0, 0, 0)), ("msstnet", (0, 0, 0)), ("msstnet", (1, 1, 1)))
 
