@@ -137,7 +137,8 @@ def paired(df: pd.DataFrame, c: Comparison, metric: str = "war", across_epochs: 
 def unit_interval(p: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float, float, str]:
     """(mean, low, high, mde, interval_over) of the paired units ``p`` (columns fold, seed, diff),
     clustered by fold: seeds are averaged within each fold, the interval is over the fold means.
-    With one fold, the interval is over its seeds (and says so)."""
+    Runs of several named builds on one fold (the build study): the interval is over the builds.
+    Otherwise, with one fold, the interval is over its seeds (and says so)."""
     if p["fold"].nunique() == 1 and "build_name" in p and p["build_name"].nunique() >= 2:
         return (*interval(p["diff"].to_numpy(), level), "builds (one fixed split each)")
     if p["fold"].nunique() >= 2:
