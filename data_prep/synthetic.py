@@ -158,9 +158,14 @@ class SynDFERConfig:
 # faces vary less (rest_range 0.1 instead of 0.7), so a frame's position says more than who the
 # person is; everything else as in the default. Calibrated so that the best frame-level model
 # reaches about 85-90 % of MSSTNet's WAR (results/calibration/README.md, "The DFEW-like regime").
+# "dfew-calibrated": the DFEW-like regime with fewer short bursts (burst_share 0.1) and stronger
+# expressions (gain 2), chosen on the validation draw (no claim reads it) so that the frame-level /
+# MSSTNet WAR ratio is near the paper's 0.945 (measured 0.942; results/calibration/README.md,
+# "Towards a DFEW-calibrated regime", and results/calibration/dfew_calibration.py).
 REGIMES = {
     "default": {},
     "dfew-like": {"rest_anchor": 1.0, "rest_range": 0.1},
+    "dfew-calibrated": {"rest_anchor": 1.0, "rest_range": 0.1, "burst_share": 0.1, "gain": 2.0},
 }
 # Fields added after the first datasets were drawn: written to syndfer_params.json only when they
 # differ from their default, so a default draw keeps its bytes (and its runs their identity).
@@ -462,8 +467,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: up to 2)")
     p.add_argument("--force", action="store_true", help="replace an existing SynDFER at --out")
     p.add_argument("--regime", choices=tuple(REGIMES), default="default",
-                   help="named generator settings; the flags below change them further (dfew-like: "
-                   + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in REGIMES["dfew-like"].items()) + ")")
+                   help="named generator settings; the flags below change them further ("
+                   + "; ".join(f"{name}: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items())
+                               for name, changes in REGIMES.items() if changes) + ")")
     g = p.add_argument_group("generator parameters (SynDFERConfig; defaults of the default regime)")
     for f in dataclasses.fields(SynDFERConfig):
         flag = "--" + f.name.replace("_", "-")

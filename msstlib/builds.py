@@ -52,7 +52,7 @@ CLAIM_BUILDS = tuple(range(1, 9))  # K = 8 builds per claim: the smallest exact 
 VALIDATION = 0  # the index of the validation draw
 # Seeds: SynDFER draw = DATA_SEED[regime] + index, pre-training draw = PRETRAIN_SEED + index. None
 # of them is the five-fold study's (data 0, pre-training 1,000,003): no build repeats its draws.
-DATA_SEED = {"default": 100, "dfew-like": 200}
+DATA_SEED = {"default": 100, "dfew-like": 200, "dfew-calibrated": 300}
 PRETRAIN_SEED = 2_000_000
 CLIPS = 3000  # clips per draw, as the five-fold study
 

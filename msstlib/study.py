@@ -743,9 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the one pre-trained on a separate SynDFER draw)")
     p.add_argument("--clips", type=int, default=3000, help="SynDFER size when it must be generated")
     p.add_argument("--regime", choices=REGIMES, default="default",
-                   help="SynDFER's regime: default (change over time carries the class) or dfew-like (one frame "
-                   "carries most of it); dfew-like data go to build/syndfer-dfewlike, results to "
-                   "results/synthetic-dfewlike")
+                   help="SynDFER's regime: default (change over time carries the class), dfew-like (one frame "
+                   "carries most of it) or dfew-calibrated (dfew-like, calibrated to the paper's frame-level / "
+                   "MSSTNet ratio); a regime's data go to build/syndfer-<regime>, its results to "
+                   "results/synthetic-<regime> (dashes dropped: synthetic-dfewlike)")
     p.add_argument("--quick", action="store_true", help="a few rows, short training: a smoke run in minutes")
     p.add_argument("--results", help="results folder (default: results/<dataset>, or results/<dataset>-quick)")
     p.add_argument("--work-dir", default=str(ROOT / "build"),

@@ -304,3 +304,17 @@ def test_default_params_keep_their_bytes_and_regime_flags_can_be_changed(tmp_pat
     assert syn.main(["--out", str(tmp_path / "m"), "--clips", "35", "--jobs", "1", "--regime", "dfew-like",
                      "--rest-anchor", "0.5"]) == 0  # a flag beats the regime's value
     assert json.loads((tmp_path / "m" / "syndfer_params.json").read_text())["config"]["rest_anchor"] == 0.5
+
+
+def test_every_regime_is_read_back_from_its_recorded_settings():
+    """A draw's syndfer_params.json names its regime: each regime's settings are told apart from the
+    others' (the calibrated regime is the DFEW-like one with two more changes), and a draw with other
+    settings has none."""
+    import dataclasses
+
+    for name in syn.REGIMES:
+        recorded = syn.params_config(syn.regime_config(name))
+        assert syn.recorded_regime(recorded) == name, name
+    assert syn.REGIMES["dfew-calibrated"] == {**syn.REGIMES["dfew-like"], "burst_share": 0.1, "gain": 2.0}
+    other = dataclasses.asdict(syn.regime_config("dfew-like", gain=2.0))  # half of the calibration
+    assert syn.recorded_regime(other) is None
