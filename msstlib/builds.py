@@ -29,7 +29,6 @@ This module also holds the preparation steps the five-fold study uses (:func:`pr
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 from data_prep.synthetic import REGIMES as SYNDFER_REGIMES
 
 from . import config as C
+from . import files
 from . import paths as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,8 @@ def check_regime(data: Path, regime: str) -> None:
     params = Path(data) / "syndfer_params.json"
     if not params.is_file():
         return
-    found = recorded_regime(json.loads(params.read_text()).get("config", {}))
+    found = recorded_regime(files.read_json(params, "SynDFER's generator settings",
+                                            fix="remove the data folder and generate it again").get("config", {}))
     if found != regime:
         raise C.ConfigError(f"{P.relative(params)}: these data are not SynDFER's {regime} regime"
                             + (f" but its {found} regime: pass --regime {found}" if found else "")

@@ -30,6 +30,8 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from .checkpoint import CheckpointError
+from .checkpoint import load as load_plain
 from .data import ClipDataset, DataConfig, sample_indices
 from .labels import EMOTIONS
 from .model import MSSTConfig, MSSTNet, build_model
@@ -52,11 +54,19 @@ class ClipAsBatch(torch.nn.Module):
 
 def load_checkpoint(path: str | Path) -> tuple[MSSTNet, dict]:
     """An MSSTNet from a ``checkpoint.pt`` written by ``msstlib.train`` (weights included, so the
-    pre-trained backbone file it started from is not needed)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model_cfg = MSSTConfig(**{**ckpt["config"]["model"], "backbone_weights": None})
-    model = build_model(model_cfg)  # MSSTNet, or a ResNet-18 baseline (the matched control)
-    model.load_state_dict(ckpt["model"])
+    pre-trained backbone file it started from is not needed). Read without running code
+    (:mod:`msstlib.checkpoint`): anything but a plain checkpoint is refused with
+    :class:`~msstlib.checkpoint.CheckpointError`."""
+    fix = "give a checkpoint.pt that python -m msstlib.train wrote"
+    ckpt = load_plain(path, "checkpoint", fix=fix)
+    try:
+        model_cfg = MSSTConfig(**{**ckpt["config"]["model"], "backbone_weights": None})
+        model = build_model(model_cfg)  # MSSTNet, or a ResNet-18 baseline (the matched control)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable or not a plain checkpoint of msstlib.train "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}): "
+                              f"{fix}") from None
     return model.eval(), ckpt["config"]
 
 

@@ -163,10 +163,7 @@ class MSSTConfig:
             problems.append(f"baseline_hidden={self.baseline_hidden}: expected >= 1")
         if len(self.depths) != 3 or any(d < 0 for d in self.depths):
             problems.append(f"depths={self.depths}: expected three integers >= 0")
-        if len(self.stages) != 3 or any(s not in STAGE_STRIDE for s in self.stages):
-            problems.append(f"stages={self.stages}: expected three of {tuple(STAGE_STRIDE)}")
-        elif [STAGE_STRIDE[s] for s in self.stages] != sorted({STAGE_STRIDE[s] for s in self.stages}):
-            problems.append(f"stages={self.stages}: expected three distinct stages, finest first")
+        problems += stage_problems(self.stages)
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.max_frames < 1:
@@ -180,6 +177,16 @@ class MSSTConfig:
 
     def replace(self, **changes) -> "MSSTConfig":
         return dataclasses.replace(self, **changes)
+
+
+def stage_problems(stages) -> list[str]:
+    """What is wrong with a choice of the MELayers' three ResNet-18 stages (empty when nothing)."""
+    stages = tuple(stages)
+    if len(stages) != 3 or any(s not in STAGE_STRIDE for s in stages):
+        return [f"stages={stages}: expected three of {tuple(STAGE_STRIDE)}"]
+    if [STAGE_STRIDE[s] for s in stages] != sorted({STAGE_STRIDE[s] for s in stages}):
+        return [f"stages={stages}: expected three distinct stages, finest first"]
+    return []
 
 
 @dataclass(frozen=True)
@@ -282,8 +289,10 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}: expected 'sgd' or 'adamw'")
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"schedule={self.schedule!r}: expected 'step' or 'cosine'")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs {self.epochs}: train at least 1 epoch")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size}: expected an integer >= 1")
 
     def milestone_epochs(self) -> list[int]:
         return [int(round(m * self.epochs)) for m in self.milestones]
@@ -346,7 +355,7 @@ def resolve(preset: str, *, frames: int | None = None, depths=None, variant: str
     if variant is not None:
         model_over["variant"] = variant
     train_over = pick(TrainConfig)
-    if epochs:
+    if epochs is not None:  # 0 is a value (refused by TrainConfig), not "the preset's"
         train_over["epochs"] = epochs
     model = p.model.replace(**model_over)
     data_over = {**pick(DataConfig), "image_size": model.image_size}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import warnings
@@ -58,7 +57,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from data_prep.common import list_frames
 
+from . import inputs
 from . import paths as P
+from .files import atomic_path, read_json, write_json
+from .config import ConfigError
 from .config import DataConfig  # noqa: F401 (re-exported: configs live in msstlib.config)
 
 # torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec; the project decodes
@@ -70,8 +72,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ClipError(RuntimeError):
-    """A clip cannot be loaded; the message names the clip, the file and the fix."""
+class ClipError(ConfigError):
+    """A clip cannot be loaded; the message names the clip, the file and the fix (a bad input:
+    exit status 2 at the command line)."""
 
 
 def sample_indices(num_frames: int, frames: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -173,20 +176,16 @@ def build_cache(annotations: str | Path, root: str | Path, size: int, cache_dir:
     counts = table["num_frames"].to_numpy(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     frames_path, index_path = cache_paths(cache_dir, size)
-    tmp = frames_path.with_suffix(".tmp.npy")
-    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), size, size, 3))
-    for i, clip in enumerate(tqdm(table["clip"], desc=f"caching frames at {size}px", disable=not progress)):
-        files = _frame_files(root, clip, int(counts[i]))
-        for j, f in enumerate(files):
-            store[offsets[i] + j] = decode_frame(f, size, clip).permute(1, 2, 0).numpy()
-    store.flush()
-    del store
-    os.replace(tmp, frames_path)
+    with atomic_path(frames_path) as tmp:  # a fresh name: nothing planted there is followed
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), size, size, 3))
+        for i, clip in enumerate(tqdm(table["clip"], desc=f"caching frames at {size}px", disable=not progress)):
+            for j, f in enumerate(_frame_files(root, clip, int(counts[i]))):
+                store[offsets[i] + j] = decode_frame(f, size, clip).permute(1, 2, 0).numpy()
+        store.flush()
+        del store
     index = {"size": size, "fingerprint": _fingerprint(annotations, table, root, size),
              "clips": table["clip"].tolist(), "offsets": offsets.tolist()}
-    tmp_index = index_path.with_suffix(".tmp")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
+    write_json(index_path, index)
     return index_path
 
 
@@ -268,7 +267,8 @@ class ClipDataset(Dataset):
         frames_path, index_path = cache_paths(self._cache_dir, self.cfg.image_size)
         if not (frames_path.is_file() and index_path.is_file()):
             return None, None
-        index = json.loads(index_path.read_text())
+        index = read_json(index_path, "frame cache index", fix="remove it and rebuild the cache with "
+                          "`python -m msstlib.data cache ...`")
         current = _fingerprint(self.annotations, self.full_table, self.root, self.cfg.image_size)
         if index.get("fingerprint") != current or index.get("size") != self.cfg.image_size:
             warnings.warn(f"{index_path}: frame cache is stale (dataset or resolution changed); decoding "
@@ -388,9 +388,14 @@ class EpochBatches(torch.utils.data.Sampler):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        problems = inputs.Problems()
+        inputs.check_size(args.size, problems=problems)
+        inputs.check_annotations(str(args.annotations), str(args.root), labels=False, problems=problems)
+        inputs.check_out(args.cache_dir or args.annotations.parent / "cache", "--cache-dir", problems)
+        problems.raise_if_any()
         index = build_cache(args.annotations, args.root, args.size, args.cache_dir)
-    except (ClipError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except inputs.USAGE_ERRORS as exc:
+        print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {P.relative(index)} and {P.relative(cache_paths(index.parent, args.size)[0])}")
     return 0

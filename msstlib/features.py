@@ -21,9 +21,7 @@ This module needs both the data and the model; neither of those imports it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shutil
 import sys
 import warnings
@@ -51,9 +49,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import files, inputs
 from . import paths as P
-from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest
-from .data import ClipDataset, ClipError, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
+from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest, stage_problems
+from .data import ClipDataset, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
 from .data import decode_frame, sample_indices, to_model_input
 
 POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
@@ -87,7 +86,8 @@ def _frames_source(annotations: Path, root: Path, table, size: int):
     frames_path, index_path = frame_cache_paths(annotations.parent / "cache", size)
     store, offsets = None, None
     if frames_path.is_file() and index_path.is_file():
-        index = json.loads(index_path.read_text())
+        index = files.read_json(index_path, "frame cache index", fix="remove it and rebuild the cache with "
+                                "`python -m msstlib.data cache ...`")
         if index.get("fingerprint") == _fingerprint(annotations, table, root, size):
             store, offsets = np.load(frames_path, mmap_mode="r"), np.asarray(index["offsets"], np.int64)
 
@@ -109,8 +109,6 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     Written under a temporary name and renamed at the end: an interrupted build leaves nothing
     that looks valid.
     """
-    from tqdm.auto import tqdm
-
     from .model import Backbone
 
     annotations, root = Path(annotations), Path(root)
@@ -128,7 +126,20 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     width = frame_width(size, stages)
     backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
     frames_of = _frames_source(annotations, root, table, size)
-    tmp = npy.with_suffix(".tmp.npy")
+    with files.atomic_path(npy) as tmp:  # a fresh name (nothing planted there is followed), removed on failure
+        _fill(tmp, table, counts, offsets, frames_of, backbone, stages, width, size, batch, progress)
+    index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
+             "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
+             "dtype": np.dtype(DTYPE).name, "offsets": offsets.tolist()}
+    files.write_json(index_path, index)
+    return index_path
+
+
+def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width: int, size: int, batch: int,
+          progress: bool) -> None:
+    """Compute every frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``."""
+    from tqdm.auto import tqdm
+
     store = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPE, shape=(int(offsets[-1]), 2, width))
     pending, start = [], 0
 
@@ -151,14 +162,6 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     bar.close()
     store.flush()
     del store
-    os.replace(tmp, npy)
-    index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
-             "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
-             "dtype": np.dtype(DTYPE).name, "offsets": offsets.tolist()}
-    tmp_index = index_path.with_suffix(".tmp")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
-    return index_path
 
 
 class FeatureStore:
@@ -178,7 +181,8 @@ def open_store(annotations: str | Path, root: str | Path, weights: str | Path, s
     npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir)
     if not (npy.is_file() and index_path.is_file()):
         return None
-    index = json.loads(index_path.read_text())
+    index = files.read_json(index_path, "feature cache index", fix="remove it and rebuild the cache with "
+                            "`python -m msstlib.features ...`")
     table = _read_annotations(annotations)
     if index.get("fingerprint") != _fingerprint(annotations, table, root, size) or \
             index.get("weights_digest") != file_digest(weights):
@@ -245,10 +249,17 @@ class FeatureInput(nn.Module):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.backbone_weights.is_file():
-        print(f"error: --backbone-weights {args.backbone_weights}: no such file", file=sys.stderr)
-        return 2
     try:
+        problems = inputs.Problems()
+        inputs.check_size(args.size, problems=problems)
+        for problem in stage_problems(args.stages):
+            problems.add(f"--stages {' '.join(args.stages)}: {problem}")
+        if not args.backbone_weights.is_file():
+            problems.add(f"--backbone-weights {args.backbone_weights}: no such file; give the frozen ResNet-18's "
+                         f"state dict")
+        inputs.check_annotations(str(args.annotations), str(args.root), labels=False, problems=problems)
+        inputs.check_out(args.cache_dir or args.annotations.parent / "cache", "--cache-dir", problems)
+        problems.raise_if_any()
         if not args.force:
             store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                                args.cache_dir)
@@ -257,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                       args.cache_dir)
-    except (ConfigError, ClipError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except inputs.USAGE_ERRORS as exc:
+        print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2
     npy = index.with_suffix(".npy")
     print(f"wrote {P.relative(npy)} ({npy.stat().st_size / 1e9:.2f} GB) and {P.relative(index)}")

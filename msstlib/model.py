@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from .checkpoint import load_state_dict
 from .config import (ME_VARIANTS, STAGE_CHANNELS, STAGE_STRIDE, VARIANTS, MSSTConfig,  # noqa: F401 (re-exported)
                      patch_size)
 
@@ -45,8 +46,7 @@ class Backbone(nn.Module):
         net = resnet18(weights=None)  # never a download; local weights below
         if weights is not None:
             # The classifier (fc) is never used here, so a state dict without it is fine.
-            missing, unexpected = net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True),
-                                                      strict=False)
+            missing, unexpected = net.load_state_dict(load_state_dict(weights), strict=False)
             if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
                 raise ValueError(f"{weights}: not a torchvision ResNet-18 state dict (missing {missing}, "
                                  f"unexpected {unexpected})")

@@ -29,6 +29,7 @@ from traitlets import default
 
 from . import paths as P
 from .config import ConfigError
+from .files import atomic_path
 
 
 class LocalKernelManager(AsyncKernelManager):
@@ -76,9 +77,8 @@ def _relocate_metadata(path: Path) -> None:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = P.relative(meta[key])
-    tmp = path.with_name(path.name + ".tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, tmp)
 
 
 # ------------------------------------------------------------------ parameters as users type them

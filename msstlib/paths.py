@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     strings change; ``--check`` lists the files that still hold machine paths (exit 1 if any)."""
     import argparse
 
+    from .files import write_text  # (msstlib.files imports this module)
+    from .inputs import USAGE_ERRORS, describe
+
     p = argparse.ArgumentParser(prog="python -m msstlib.paths", description=main.__doc__)
     p.add_argument("command", choices=("relocate",))
     p.add_argument("folder", help="a results folder, e.g. results/synthetic")
@@ -131,23 +134,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder}: no such folder; give a results folder such as results/synthetic",
               file=sys.stderr)
         return 2
-    left = []
+    left, failed = [], []
     for f in sorted(folder.rglob("*")):
         if f.suffix not in (".json", ".ipynb", ".csv", ".md") or not f.is_file():
             continue
-        text = f.read_text()
-        new = text if args.check else relocate_text(text, args.old)
-        if new != text:
-            if f.suffix in (".json", ".ipynb"):
-                json.loads(new)  # still valid JSON: only whole path prefixes were replaced
-            tmp = f.with_name(f.name + ".tmp")
-            tmp.write_text(new)
-            os.replace(tmp, f)
+        try:
+            text = f.read_text(encoding="utf-8")
+            new = text if args.check else relocate_text(text, args.old)
+            if new != text:
+                if f.suffix in (".json", ".ipynb"):
+                    json.loads(new)  # still valid JSON: only whole path prefixes were replaced
+                write_text(f, new)
+        except USAGE_ERRORS as exc:  # not UTF-8, not JSON, unreadable: named, the others still done
+            print(f"error: {f}: {describe(exc)}; left as it was", file=sys.stderr)
+            failed.append(f)
+            continue
         if absolute_paths(new):
             left.append(f)
     for f in left:
         print(f"{relative(f)}: {', '.join(sorted(set(absolute_paths(f.read_text())))[:3])}")
-    return 1 if left and args.check else 0
+    return 2 if failed else 1 if left and args.check else 0
 
 
 if __name__ == "__main__":

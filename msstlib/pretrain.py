@@ -14,11 +14,12 @@ The result is a torchvision ResNet-18 state dict (the 8-output regression head i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .config import ConfigError
 
 
 PRETRAIN_THREADS = 2  # torch's default on the two-core development machines that made the committed backbones
@@ -42,6 +43,18 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
 
+    def __post_init__(self) -> None:
+        problems = [f"--{name.replace('_', '-')} {getattr(self, name)}: expected an integer >= 1"
+                    for name in ("clips", "frames_per_clip", "epochs", "batch_size") if getattr(self, name) < 1]
+        if self.size < 1:
+            problems.append(f"--size {self.size}: a frame size is a positive number of pixels, e.g. 64")
+        if not self.lr > 0:
+            problems.append(f"--lr {self.lr}: expected a learning rate > 0")
+        if self.weight_decay < 0:
+            problems.append(f"--weight-decay {self.weight_decay}: expected >= 0")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msstlib.pretrain", description=__doc__.splitlines()[0])
@@ -62,6 +75,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from . import files, inputs
 from . import paths as P
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
@@ -88,7 +102,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     """Train and save the backbone; reuse ``out`` when it was made with the same parameters."""
     out = Path(out)
     meta_path = out.with_suffix(".json")
-    if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("config") == asdict(cfg):
+    if out.exists() and meta_path.exists() and files.read_json(meta_path, "the backbone's parameters").get("config") == asdict(cfg):
         print(f"pre-trained backbone up to date: {P.relative(out)}")
         return out
     # The weights depend on the thread count (reductions split differently), so it is fixed: a
@@ -137,12 +151,11 @@ def _train(cfg: PretrainConfig, out: Path, meta_path: Path, progress: bool = Tru
     r2 = 1 - ((pred - targets[:n_val]) ** 2).mean(0) / targets[:n_val].var(0)
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out)
+    with files.atomic_path(out) as tmp:
+        torch.save(state, tmp)
     meta = {"config": asdict(cfg), "held_out_r2_per_dimension": [round(float(v), 4) for v in r2],
             "seconds": round(time.time() - t0, 1), "frames": len(frames)}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    files.write_json(meta_path, meta, indent=1)
     print(f"pre-trained backbone -> {P.relative(out)}; held-out R^2 per movement dimension: "
           + " ".join(f"{v:.2f}" for v in r2) + f" ({meta['seconds']} s)")
     if (r2 < 0).any():
@@ -156,7 +169,13 @@ def _train(cfg: PretrainConfig, out: Path, meta_path: Path, progress: bool = Tru
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     out = args.pop("out")
-    pretrain(PretrainConfig(**args), out)
+    try:
+        cfg = PretrainConfig(**args)
+        inputs.check_out(Path(out).parent, "--out")
+        pretrain(cfg, out)
+    except inputs.USAGE_ERRORS as exc:
+        print(f"error: {inputs.describe(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 

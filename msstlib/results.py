@@ -8,7 +8,6 @@ the paper measured DFEW / FERV39k.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import seaborn as sns
 
 from . import paths as P
 from .config import build_of
+from .files import read_json
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
@@ -54,7 +54,8 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
     """One row per ``result.json`` under ``runs_dir`` (recursively), metrics in percent."""
     rows = []
     for path in sorted(Path(runs_dir).rglob("result.json")):
-        r = json.loads(path.read_text())
+        r = read_json(path, "a run's result", fix="remove its run folder and run the row again (python -m "
+                      "msstlib.study ... --status lists it)")
         model = r.get("config", {}).get("model", {})
         row = {
             "run": path.parent.name, "run_id": r.get("run_id"), "config_id": r.get("config_id"),
@@ -203,7 +204,7 @@ def load_diverged(runs_dir: str | Path) -> pd.DataFrame:
     for path in sorted(Path(runs_dir).rglob("diverged.json")):
         if (path.parent / "result.json").exists():
             continue  # the run finished later: the divergence record is stale
-        d = json.loads(path.read_text())
+        d = read_json(path, "a run's divergence record", fix="remove its run folder and run the row again")
         last = d["log"][-1] if d["log"] else {}
         rows.append({"run": path.parent.name, "tag": d.get("tag", row_tag(path.parent.name)), "preset": d["preset"],
                      "frames": d["frames"], "depths": "-".join(map(str, d["depths"])), "variant": d["variant"],

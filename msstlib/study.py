@@ -38,6 +38,7 @@ outcome is recorded in ``diverged.json`` and reported in the tables, not counted
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import config as C
+from . import files, inputs
 from . import paths as P
 from .builds import (BACKBONE, REGIME_SUFFIX, REGIMES, ROOT, UNIT_FOLD, Build, backbone_path,  # noqa: F401
                      check_regime, drop_feature_cache, prepare_synthetic, step)
@@ -248,8 +250,27 @@ class Study:
 
 
 def row_done(study: Study, row: Row) -> bool:
+    """Whether a row has landed: its ``result.json`` (or a probe's ``diverged.json``) is there and
+    reads (a damaged one is not a result: the row runs again, :func:`row_status` says why)."""
     out = study.result_dir(row)
-    return (out / "result.json").exists() or (row.probe and (out / "diverged.json").exists())
+    names = ("result.json", "diverged.json") if row.probe else ("result.json",)
+    for name in names:
+        if (out / name).exists():
+            try:
+                files.read_json(out / name)
+                return True
+            except files.BadFile:
+                pass
+    return False
+
+
+def read_marker(work: Path) -> dict:
+    """A row's ``job.json`` (which job runs it, where); {} when absent or damaged (it is bookkeeping:
+    a damaged one is rewritten by the next job of the row)."""
+    try:
+        return files.read_json(work / "job.json") if (work / "job.json").exists() else {}
+    except files.BadFile:
+        return {}
 
 
 def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str], dict]]:
@@ -271,7 +292,10 @@ def other_builds(study: Study, rows: list[Row]) -> list[tuple[str, str, list[str
         results = sorted(p for name in names for p in (Path(study.results) / "runs").glob(f"{row.name}_*/{name}"))
         mine = study.identity(row) if results else None
         for result in results:
-            theirs = json.loads(result.read_text())
+            try:
+                theirs = files.read_json(result)
+            except files.BadFile:
+                continue  # not a result: row_status reports it
             diff = C.identity_diff(theirs.get("identity", {}), mine)
             if diff and all(line.split(":")[0] in C.BUILD_FIELDS for line in diff):
                 found.append((f"{row.name}_{C.run_id(mine)}", result.parent.name, diff, theirs.get("versions", {})))
@@ -325,10 +349,10 @@ def run_row(row: Row, study: Study, log_output: bool = False) -> tuple[Row, str 
         if row.probe and (out / "diverged.json").exists():
             return row, None  # the probe's outcome: recorded in diverged.json and shown in the tables
         message = f"{type(exc).__name__}: {exc}"
-        (out / "error.txt").write_text(message + "\n\n" + traceback.format_exc())
+        files.write_text(out / "error.txt", message + "\n\n" + traceback.format_exc())
         return row, message.splitlines()[0] if message else type(exc).__name__
     if not (out / "result.json").exists():
-        (out / "error.txt").write_text("the notebook finished without writing result.json\n")
+        files.write_text(out / "error.txt", "the notebook finished without writing result.json\n")
         return row, "no result.json"
     return row, None
 
@@ -368,12 +392,12 @@ class RowJob:
         work = self.study.work_dir(row)
         work.mkdir(parents=True, exist_ok=True)
         marker = work / "job.json"
-        record = json.loads(marker.read_text()) if marker.exists() else {}
+        record = read_marker(work)
         job_id = os.environ.get("SUBMITIT_LOCAL_JOB_ID") or os.environ.get("SLURM_JOB_ID")
         if job_id and record.get("job_id") not in (None, job_id) and "SLURM_ARRAY_JOB_ID" not in os.environ:
             record = {"job_id": job_id}  # this job, not an earlier one of the row
         record.update(started=time.time(), host=socket.gethostname(), pid=os.getpid())
-        marker.write_text(json.dumps(record))
+        files.write_json(marker, record)
         _, error = run_row(row, self.study)
         if error is None and self.expected and all_landed(self.study, self.expected):
             render_tables(Path(self.study.results), self.study.dataset, lock=True)
@@ -420,13 +444,17 @@ def row_status(study: Study, row: Row) -> tuple[str, str]:
     """(``done`` | ``running`` | ``queued`` | ``failed`` | ``todo``, a detail line)."""
     out, work = study.result_dir(row), study.work_dir(row)
     if (out / "result.json").exists():
-        r = json.loads((out / "result.json").read_text())
+        try:
+            r = files.read_json(out / "result.json", "the row's result",
+                                fix="remove it (and its run folder's checkpoint if that is damaged too) to run the row "
+                                    "again")
+        except files.BadFile as exc:
+            return "failed", str(exc)[:240]
         return "done", (f"WAR {100 * r['war']:.1f}  UAR {100 * r['uar']:.1f}" if "war" in r else "")
-    if row.probe and (out / "diverged.json").exists():
+    if row.probe and row_done(study, row):
         return "done", "diverged (an optimiser probe's outcome)"
-    marker = work / "job.json"
-    if marker.exists():
-        record = json.loads(marker.read_text())
+    record = read_marker(work)
+    if record:
         live = job_state(record)
         if live:
             return live.split()[0], f"job {record.get('job_id')} ({record.get('executor')}, {live}){_progress(work)}"
@@ -526,13 +554,13 @@ def _write_marker(study: Study, row: Row, job_id: str, executor: str, folder: Pa
     work = study.work_dir(row)
     work.mkdir(parents=True, exist_ok=True)
     marker = work / "job.json"
-    record = json.loads(marker.read_text()) if marker.exists() else {}
+    record = read_marker(work)
     if record.get("job_id") not in (None, str(job_id)):
         record = {}  # a marker of an earlier job of this row
     record.update(job_id=str(job_id), executor=executor, folder=str(folder), submitted=time.time(),
                   submit_host=socket.gethostname())
     record.setdefault("host", socket.gethostname())
-    marker.write_text(json.dumps(record))
+    files.write_json(marker, record)
 
 
 def submit_slurm(rows: list[Row], study: Study, expected: list[str], args: argparse.Namespace) -> list[str]:
@@ -637,7 +665,7 @@ def render_figures(study: Study, rows: list[Row], max_clips: int = 0, elsewhere:
                   flush=True)
             # As it was made: the same input path and thread count (neither changes the run's result
             # beyond rounding, but Grad-CAM reads the weights, and the committed figure used those).
-            recorded = json.loads((made / "result.json").read_text())
+            recorded = files.read_json(made / "result.json", "the row's result")
             same_input = {"feature_cache": recorded.get("input", "frames") != "frames"}
             threads = recorded.get("config", {}).get("train", {}).get("threads") or study.threads
             run(annotations=study.annotations, root=study.root, frames=row.frames, depths=row.depths,
@@ -718,7 +746,12 @@ def _parse_set(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise C.ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=0.01 or --set depths=[2,2,2]")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # a tag (!!python/...) is refused by safe_load, rightly
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise C.ConfigError(f"--set {item!r}: not a plain YAML value ({first}); give a number, a string, a list "
+                                f"such as [2,2,2] or true/false (no tags)") from None
     return out
 
 
@@ -783,18 +816,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m msstlib.study``: a bad flag or input, a results folder in use, a damaged file or an
+    operating-system error is one line and exit status 2, never a traceback."""
+    try:
+        return _main(argv)
+    except inputs.USAGE_ERRORS as exc:
+        print(f"error: {inputs.describe(exc)}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     if args.regime != "default" and args.dataset != "synthetic":
         p.error(f"--regime is a SynDFER setting; {args.dataset} has its own data")
+    bad_folds = [k for k in args.folds if k not in inputs.FOLDS]
+    if bad_folds and args.dataset != "ferv39k":
+        raise C.ConfigError(f"--folds {' '.join(map(str, args.folds))}: DFEW's folds are 1..5 ({bad_folds[0]} is "
+                            f"not one)")
+    if args.epochs is not None and args.epochs < 1:
+        raise C.ConfigError(f"--epochs {args.epochs}: train at least 1 epoch (leave it out for the preset's)")
+    for flag, value in (("--jobs", args.jobs), ("--threads", args.threads), ("--clips", args.clips)):
+        if value is not None and value < 1:
+            raise C.ConfigError(f"{flag} {value}: expected an integer >= 1")
     suffix = REGIME_SUFFIX[args.regime] + ("-quick" if args.quick else "")
     results = Path(args.results) if args.results else ROOT / "results" / (args.dataset + suffix)
     rows = grid(args.dataset, args.folds, quick=args.quick, sgd_rows=args.preset == "cpu", seeds=tuple(args.seeds),
                 frames=tuple(args.frames) if args.frames else None, claims_only=args.claims_only)
-    try:
-        extra = _parse_set(args.sets)
-    except C.ConfigError as exc:
-        p.error(str(exc))
+    extra = _parse_set(args.sets)  # a ConfigError: one line, exit status 2 (main)
     listing = args.dry_run or args.status or args.collect or args.figures
     if args.builds or args.validation:
         if args.dataset != "synthetic":
@@ -887,29 +936,30 @@ def main(argv: list[str] | None = None) -> int:
         where(results)
         return 0
 
-    states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
-    for here in elsewhere:  # --allow-other-builds: a row another build has run counts as done
-        states[here] = "done"
-    todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
-    busy = sum(s in ("running", "queued", "submitted") for s in states.values())
-    print(f"{len(rows)} rows: {sum(s == 'done' for s in states.values())} done, {busy} running or queued, "
-          f"{len(todo)} to run ({args.executor} executor)", flush=True)
-    t0 = time.time()
-    if args.executor == "slurm":
-        if todo:
-            ids = submit_slurm(todo, study, folders, args)
-            print("submitted SLURM jobs " + " ".join(ids) + f"\nprogress: python -m msstlib.study "
-                  f"{' '.join(argv if argv is not None else sys.argv[1:])} --status", flush=True)
-        return 0
-    outcomes = run_local(todo, study, jobs)
-    failures = [folder for folder, error in outcomes if error is not None]
-    try:
-        render_tables(results, args.dataset)
-    except Exception as exc:
-        print(f"tables.ipynb failed: {exc}", file=sys.stderr)
-        failures.append("tables")
-    print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
-          f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
+    with files.FolderLock(results, "results folder"):  # one study writes a results folder at a time
+        states = {folder: row_status(study, row)[0] for row, folder in zip(rows, folders)}
+        for here in elsewhere:  # --allow-other-builds: a row another build has run counts as done
+            states[here] = "done"
+        todo = [row for row, folder in zip(rows, folders) if states[folder] in ("todo", "failed")]
+        busy = sum(s in ("running", "queued", "submitted") for s in states.values())
+        print(f"{len(rows)} rows: {sum(s == 'done' for s in states.values())} done, {busy} running or queued, "
+              f"{len(todo)} to run ({args.executor} executor)", flush=True)
+        t0 = time.time()
+        if args.executor == "slurm":
+            if todo:
+                ids = submit_slurm(todo, study, folders, args)
+                print("submitted SLURM jobs " + " ".join(ids) + f"\nprogress: python -m msstlib.study "
+                      f"{' '.join(argv if argv is not None else sys.argv[1:])} --status", flush=True)
+            return 0
+        outcomes = run_local(todo, study, jobs)
+        failures = [folder for folder, error in outcomes if error is not None]
+        try:
+            render_tables(results, args.dataset)
+        except Exception as exc:
+            print(f"tables.ipynb failed: {exc}", file=sys.stderr)
+            failures.append("tables")
+        print(f"study finished in {time.time() - t0:.0f} s; {len(outcomes) - len([f for f in failures if f != 'tables'])}"
+              f"/{len(outcomes)} rows run ok" + (f"; failed: {', '.join(failures)}" if failures else ""))
     where(results)
     return 1 if failures else 0
 
@@ -959,40 +1009,42 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
     listing = args.dry_run or args.status
     failures, t0 = [], time.time()
     for b in builds:
-        data = b.data()
-        annotations = data / "prepared" / "annotations.csv"
-        if not listing and not args.collect:
-            annotations, _ = b.prepare()
-        rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
-        if args.frames:  # e.g. make reproduce's subset: the T = 4 rows of two builds
-            rows = [r for r in rows if r.frames in args.frames]
-        if not Path(annotations).exists() or not b.backbone().exists():
-            print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
-            continue
-        study = Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()), dataset=args.dataset,
-                      preset=args.preset, results=str(b.results()), work=str(b.scratch()), epochs=args.epochs,
-                      extra={**extra, "backbone_weights": str(b.backbone().resolve())}, threads=threads)
-        if listing:
-            for row in rows:
-                state, detail = row_status(study, row) if args.status else (
-                    ("done" if row_done(study, row) else "todo"), "")
-                print(f"{study.folder(row):60s} {state:8s} {detail}")
-            continue
-        if args.collect:
-            continue
-        todo = [row for row in rows if row_status(study, row)[0] in ("todo", "failed")]
-        print(f"build {b.name} ({b.regime}): {len(rows)} rows, {len(rows) - len(todo)} done, {len(todo)} to run",
-              flush=True)
-        failures += [f for f, error in run_local(todo, study, jobs) if error is not None]
-        if b.index != 0 and all(row_done(study, row) for row in rows) and any(r.frames == 4 for r in rows):
-            try:
-                build_cam(study, rows, b)
-            except Exception as exc:  # the rows are safe; the scores can be made again
-                print(f"build {b.name}: Grad-CAM failed: {exc}", file=sys.stderr)
-                failures.append(f"{b.name} Grad-CAM")
-        if args.drop_caches and all(row_done(study, row) for row in rows):
-            print(f"build {b.name}: all rows landed; feature cache removed "
-                  f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)
+        with contextlib.ExitStack() as held:
+            data = b.data()
+            annotations = data / "prepared" / "annotations.csv"
+            if not listing and not args.collect:  # one writer of a build (data, backbone, rows) at a time
+                held.enter_context(files.FolderLock(b.folder(), "build folder"))
+                annotations, _ = b.prepare()
+            rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
+            if args.frames:  # e.g. make reproduce's subset: the T = 4 rows of two builds
+                rows = [r for r in rows if r.frames in args.frames]
+            if not Path(annotations).exists() or not b.backbone().exists():
+                print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
+                continue
+            study = Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()), dataset=args.dataset,
+                          preset=args.preset, results=str(b.results()), work=str(b.scratch()), epochs=args.epochs,
+                          extra={**extra, "backbone_weights": str(b.backbone().resolve())}, threads=threads)
+            if listing:
+                for row in rows:
+                    state, detail = row_status(study, row) if args.status else (
+                        ("done" if row_done(study, row) else "todo"), "")
+                    print(f"{study.folder(row):60s} {state:8s} {detail}")
+                continue
+            if args.collect:
+                continue
+            todo = [row for row in rows if row_status(study, row)[0] in ("todo", "failed")]
+            print(f"build {b.name} ({b.regime}): {len(rows)} rows, {len(rows) - len(todo)} done, {len(todo)} to run",
+                  flush=True)
+            failures += [f for f, error in run_local(todo, study, jobs) if error is not None]
+            if b.index != 0 and all(row_done(study, row) for row in rows) and any(r.frames == 4 for r in rows):
+                try:
+                    build_cam(study, rows, b)
+                except Exception as exc:  # the rows are safe; the scores can be made again
+                    print(f"build {b.name}: Grad-CAM failed: {exc}", file=sys.stderr)
+                    failures.append(f"{b.name} Grad-CAM")
+            if args.drop_caches and all(row_done(study, row) for row in rows):
+                print(f"build {b.name}: all rows landed; feature cache removed "
+                      f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)
     if listing or not args.builds:  # the validation draw's rows make no table of the study's
         return 0 if not failures else 1
     try:

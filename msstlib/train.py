@@ -39,7 +39,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import config as C
+from . import files, inputs
 from . import paths as P
+from .checkpoint import CheckpointError
+from .checkpoint import load as _load_plain
+from .checkpoint import save as save_checkpoint
 from .config import PRESETS, ConfigError, DataConfig, MSSTConfig, TrainConfig  # noqa: F401 (re-exported)
 
 EXIT_NAN = 3
@@ -92,20 +96,6 @@ def versions() -> dict:
             "numpy": np.__version__, "platform": platform.platform(),
             # the SIMD kernels torch picked: pre-trained weights differ across them (msstlib.study.other_builds)
             "cpu_capability": f"CPU capability {torch.backends.cpu.get_cpu_capability()}", "git_commit": git_commit()}
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def lr_factor(epoch: float, cfg: TrainConfig) -> float:
@@ -238,10 +228,10 @@ def predict(model, loader, device, prepare, dist: Dist = Dist(), progress: bool 
 
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint with every tensor on the CPU, whatever device wrote it or will read it (the
-    RNG states must be CPU byte tensors; the model and optimizer copy to their device on load)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)
+    RNG states must be CPU byte tensors; the model and optimizer copy to their device on load).
+    Read without running code (:mod:`msstlib.checkpoint`): a file holding anything but tensors and
+    plain types, or an unreadable one, is refused with :class:`CheckpointError`."""
+    return _load_plain(path, "checkpoint", fix="remove it or choose another --out")
 
 
 def _rng_state(device) -> dict:
@@ -271,8 +261,45 @@ def recorded_config(model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: Dat
 
 def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig,
               resume: bool = False, progress: bool = True) -> dict:
-    """Train and evaluate one configuration; return (and, on rank 0, write) the result dictionary."""
+    """Train and evaluate one configuration; return (and, on rank 0, write) the result dictionary.
+
+    The run folder has one writer (:class:`msstlib.files.FolderLock`, held by rank 0 for the whole
+    run): a second run on the same ``out`` is refused (:class:`~msstlib.files.LockHeld`). A
+    checkpoint to resume is read without running code and checked to be this run's before anything
+    else is built. A run refused or failed before its first checkpoint leaves no ``out`` behind."""
     C.check(model_cfg, train_cfg, data_cfg)
+    out = Path(spec.out)
+    ckpt_path = out / "checkpoint.pt"
+    ident = spec.identity(model_cfg, train_cfg, data_cfg)
+    rid = C.run_id(ident)
+    dist = init_distributed()
+    made = not out.exists()
+    lock = files.FolderLock(out, "run folder") if dist.main else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        if ckpt_path.exists() and not resume:
+            raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
+        ckpt = None
+        if resume and ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path)  # refuses a file that is not plain: nothing of it runs
+            if ckpt.get("run_id") != rid:
+                diff = (C.identity_diff(ckpt["identity"], ident) if isinstance(ckpt.get("identity"), dict)
+                        else ["(no run id: written by an older msstlib)"])
+                raise ConfigError(f"{ckpt_path} belongs to run {ckpt.get('run_id')}, not to this run {rid}; they "
+                                  f"differ in: " + "; ".join(diff) + ". Use a new --out, or drop --resume and remove "
+                                  f"the checkpoint")
+        return _train(spec, model_cfg, train_cfg, data_cfg, ckpt, ident, rid, dist, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+            if made and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # refused or failed before writing anything: leave no empty --out behind
+
+
+def _train(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg: DataConfig, ckpt: dict | None,
+           ident: dict, rid: str, dist: Dist, progress: bool) -> dict:
+    """:func:`train_run`'s body, under the run folder's lock (``ckpt``: the checkpoint to resume)."""
     import pandas as pd
     import torch
     import torch.nn.functional as F
@@ -287,11 +314,6 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
 
     out = Path(spec.out)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose a new --out")
-    ident = spec.identity(model_cfg, train_cfg, data_cfg)
-    rid = C.run_id(ident)
-    dist = init_distributed()
     device = resolve_device(spec.device, dist)
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
@@ -325,17 +347,16 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
 
     config = recorded_config(model_cfg, train_cfg, data_cfg, spec)
     start_epoch, log_rows, wall_before = 0, [], 0.0
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("run_id") != rid:
-            diff = C.identity_diff(ckpt.get("identity", {}), ident) if "identity" in ckpt else ["(no run id: written "
-                                                                                               "by an older msstlib)"]
-            raise ConfigError(f"{ckpt_path} belongs to run {ckpt.get('run_id')}, not to this run {rid}; they differ in: "
-                              + "; ".join(diff) + ". Use a new --out, or drop --resume and remove the checkpoint")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])  # moves its state to the parameters' device
-        _restore_rng(ckpt, device)
-        start_epoch, log_rows, wall_before = ckpt["epoch"], ckpt["log"], ckpt["wall_s"]
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])  # moves its state to the parameters' device
+            _restore_rng(ckpt, device)
+            start_epoch, log_rows, wall_before = int(ckpt["epoch"]), list(ckpt["log"]), float(ckpt["wall_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt_path} is unreadable or not a plain checkpoint of this run "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}): "
+                                  f"remove it or choose another --out") from None
         if dist.main:
             print(f"resuming run {rid} from {ckpt_path} after epoch {start_epoch}", flush=True)
     if dist.main:
@@ -425,12 +446,11 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
             tested_s = f"test WAR {m.war:.4f} UAR {m.uar:.4f}  " if tested else ""
             print(f"epoch {epoch + 1}: loss {loss_total / seen_total:.4f}  train acc {correct_total / seen_total:.3f}  "
                   f"{tested_s}({seen_total / train_s:.0f} clips/s)", flush=True)
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **_rng_state(device),
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **_rng_state(device),
                                 "epoch": epoch + 1, "log": log_rows, "run_id": rid, "identity": ident,
                                 "config": json.loads(json.dumps(config)), "wall_s": wall_before + time.time() - t0},
                                ckpt_path)
-            pd.DataFrame(log_rows).to_csv(log_path.with_suffix(".tmp"), index=False)
-            os.replace(log_path.with_suffix(".tmp"), log_path)
+            files.write_text(log_path, pd.DataFrame(log_rows).to_csv(index=False))
         _barrier(dist)
 
     if m is None:  # resumed a finished run: evaluate the last epoch's weights again
@@ -455,7 +475,7 @@ def train_run(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data
         "identity": ident, "config": config, "versions": versions(),
     }
     if dist.main:
-        _atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+        files.write_json(out / "result.json", result, indent=1)
     _barrier(dist)
     return result
 
@@ -472,29 +492,26 @@ def _nan_message(value: float, epoch: int, step: int, ckpt_path: Path) -> str:
             f"({ckpt_path}, after epoch {epoch}) is kept. Lower --lr or set --grad-clip.")
 
 
-def check_inputs(annotations: str, root: str) -> tuple[str, str]:
-    """The annotations file and the dataset root, found (:func:`msstlib.paths.resolve`) and checked
-    before anything is written (no --out folder, no checkpoint): the file, the root, and the first
-    clip under the root. Errors name the values as given."""
-    import csv
-
-    path, folder = Path(P.resolve(annotations)), Path(P.resolve(root))
-    if not path.is_file():
-        raise ConfigError(f"--annotations {annotations}: no such file; prepare the dataset first "
-                          f"(python -m data_prep.dfew --root ROOT --out DIR writes DIR/annotations.csv). "
-                          f"Nothing was written")
-    if not folder.is_dir():
-        raise ConfigError(f"--root {root}: no such folder; give the dataset root that the clip paths in "
-                          f"{annotations} are relative to. Nothing was written")
-    with path.open(newline="") as f:
-        first = next(csv.DictReader(f), None)
-    if first is None or "clip" not in first:
-        raise ConfigError(f"--annotations {annotations}: no clip rows (or no 'clip' column); re-run data_prep "
-                          f"to rewrite it. Nothing was written")
-    if not (folder / first["clip"]).exists():
-        raise ConfigError(f"--root {root}: its first clip {first['clip']} (line 2 of {annotations}) is not "
-                          f"there; give the root the annotations were prepared from. Nothing was written")
-    return str(path), str(folder)
+def check_inputs(annotations: str, root: str, *, fold: int | None = None, split: str | None = None,
+                 outs: dict[str, str | None] | None = None, configs=None):
+    """Every input of a run checked before anything is written, in one pass (:mod:`msstlib.inputs`):
+    the annotations file row by row against the root, the fold or split, each output folder in
+    ``outs`` (flag -> path) and ``configs`` (a callable returning the three configs, whose
+    :class:`ConfigError` joins the list). Returns ``(annotations, root, configs())`` with the paths
+    found (:func:`msstlib.paths.resolve`); :class:`~msstlib.inputs.InputError` lists every problem."""
+    problems = inputs.Problems()
+    annotations, root = inputs.check_annotations(annotations, root, fold=fold, split=split, problems=problems)
+    for flag, path in (outs or {}).items():
+        if path:
+            inputs.check_out(path, flag, problems)
+    made = None
+    if configs is not None:
+        try:
+            made = configs()
+        except (ConfigError, ValueError) as exc:
+            problems.add(str(exc))
+    problems.raise_if_any()
+    return annotations, root, made
 
 
 def infer_dataset(annotations: str, root: str) -> str:
@@ -521,9 +538,9 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
         over["threads"] = threads
     if over.get("backbone_weights"):  # inputs may be recorded repository-relative (msstlib.paths)
         over["backbone_weights"] = P.resolve(over["backbone_weights"])
-    annotations, root = check_inputs(annotations, root)
-    model_cfg, train_cfg, data_cfg = C.resolve(preset, frames=frames, depths=depths, variant=variant, epochs=epochs,
-                                               overrides=over)
+    annotations, root, (model_cfg, train_cfg, data_cfg) = check_inputs(
+        annotations, root, fold=fold, split=split, outs={"work_dir": work_dir, "result_dir": result_dir},
+        configs=lambda: C.resolve(preset, frames=frames, depths=depths, variant=variant, epochs=epochs, overrides=over))
     spec = RunSpec(annotations=str(annotations), root=str(root), out=str(work_dir),
                    dataset=dataset or infer_dataset(annotations, root), fold=fold, split=split, preset=preset,
                    seed=seed, tag=tag, build=build)
@@ -544,14 +561,12 @@ def run(*, annotations: str, root: str, frames: int, depths, variant: str = "mss
                       "preset": preset, "seed": seed, "tag": tag, "overrides": overrides or {},
                       "identity": ident, "run_id": C.run_id(ident),
                       "log": pd.read_csv(log).to_dict("records") if log.exists() else []}
-            _atomic_write_text(dest / "diverged.json", json.dumps(record, indent=1))
+            files.write_json(dest / "diverged.json", record, indent=1)
         raise
     if dest is not None and int(os.environ.get("RANK", "0")) == 0:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("log.csv", "result.json"):  # result.json last: its presence marks the row done
-            tmp = dest / (name + ".tmp")
-            tmp.write_bytes((Path(work_dir) / name).read_bytes())
-            os.replace(tmp, dest / name)
+            files.copy_file(Path(work_dir) / name, dest / name)
         (dest / "diverged.json").unlink(missing_ok=True)  # an earlier divergence of this run is stale now
     return result
 
@@ -626,8 +641,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[MSSTConfig, TrainConfig
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_inputs(args.annotations, args.root)
-        model_cfg, train_cfg, data_cfg = configs_from_args(args)
+        _, _, (model_cfg, train_cfg, data_cfg) = check_inputs(args.annotations, args.root, fold=args.fold,
+                                                              split=args.split, outs={"--out": args.out},
+                                                              configs=lambda: configs_from_args(args))
         spec = RunSpec(annotations=args.annotations, root=args.root, out=args.out,
                        dataset=args.dataset or infer_dataset(args.annotations, args.root), fold=args.fold,
                        split=args.split, preset=args.preset, seed=args.seed, device=args.device)
@@ -635,8 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NAN
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except inputs.USAGE_ERRORS as exc:  # bad inputs, a held lock, a bad checkpoint, a clip, the OS
+        print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"result: WAR {result['war']:.4f}  UAR {result['uar']:.4f}  run {result['run_id']}  "

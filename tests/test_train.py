@@ -50,7 +50,7 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monk
     full = _run(tiny, tmp_path / "full", small, epochs=3)
 
     saves = {"n": 0}
-    real_save = T._atomic_torch_save
+    real_save = T.save_checkpoint
 
     def save_then_die(obj, path):
         real_save(obj, path)
@@ -58,11 +58,11 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monk
         if saves["n"] == 1:
             raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(T, "_atomic_torch_save", save_then_die)
+    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, tmp_path / "killed", small, epochs=3)
     assert not (tmp_path / "killed" / "result.json").exists()
-    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert T.load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
     resumed = _run(tiny, tmp_path / "killed", small, epochs=3)  # run() resumes when a checkpoint exists
     assert resumed["war"] == full["war"] and resumed["uar"] == full["uar"]
     assert resumed["confusion"] == full["confusion"]
@@ -174,16 +174,16 @@ def test_resume_with_other_threads_and_from_another_mount(tiny, small, tmp_path,
     import shutil
 
     full = _run(tiny, tmp_path / "full", small, epochs=2, threads=1)
-    real_save = T._atomic_torch_save
+    real_save = T.save_checkpoint
 
     def save_then_die(obj, path):
         real_save(obj, path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "_atomic_torch_save", save_then_die)
+    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, tmp_path / "killed", small, epochs=2, threads=1)
-    monkeypatch.setattr(T, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(T, "save_checkpoint", real_save)
     ann, root = tiny
     moved = tmp_path / "elsewhere" / "data"
     shutil.copytree(root, moved)
