@@ -391,3 +391,16 @@ def test_the_inputs_module_accepts_what_data_prep_writes(tiny):
     assert inputs.check_annotations(ann, root, fold=3) == (str(Path(ann)), str(Path(root)))
     assert not inputs.escapes("Clip/clip_224x224/00001") and inputs.escapes("../x") and inputs.escapes("/x")
     assert not inputs.escapes("a/../b") and inputs.escapes("a/../../b")
+
+
+def test_a_second_study_on_a_results_folder_in_use_is_refused(tiny, r18, tmp_path, capsys, monkeypatch):
+    """Two studies on one results folder: the second crashed reading job.json as the first wrote it."""
+    results = tmp_path / "res"
+    monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("a refused study must not run rows"))
+    args = ["--dataset", "dfew", "--root", tiny[1], "--preset", "cpu", "--backbone-weights", r18,
+            "--results", str(results), "--work-dir", str(tmp_path / "work"), "--folds", "1"]
+    with files.FolderLock(results, "results folder"):  # the first study, still running
+        assert study.main(args) == 2
+        msg = _one_line_error(capsys)
+        assert f"results folder {results} is in use: pid {os.getpid()}" in msg
+    assert not (results / files.LOCK_NAME).exists()
