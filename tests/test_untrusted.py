@@ -404,3 +404,12 @@ def test_a_second_study_on_a_results_folder_in_use_is_refused(tiny, r18, tmp_pat
         msg = _one_line_error(capsys)
         assert f"results folder {results} is in use: pid {os.getpid()}" in msg
     assert not (results / files.LOCK_NAME).exists()
+
+
+def test_every_torch_load_of_the_project_reads_weights_only():
+    """A new torch.load of a user's file goes through msstlib.checkpoint (weights_only=True)."""
+    sources = [p for d in ("msstlib", "benchmarks", "notebooks", "data_prep") for p in (ROOT / d).rglob("*")
+               if p.suffix in (".py", ".ipynb")]
+    found = {p.relative_to(ROOT).as_posix(): p.read_text().count("torch.load(") for p in sources}
+    assert {k: v for k, v in found.items() if v} == {"msstlib/checkpoint.py": 2, "msstlib/config.py": 1}  # (one in its docstring)
+    assert not [p for p in sources if "weights_only=False" in p.read_text()]
