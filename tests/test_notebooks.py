@@ -57,8 +57,9 @@ def test_papermill_list_parameters_as_users_type_them(tmp_path):
     the list is accepted (the run gets as far as its data) and the data error is one line."""
     proc = _papermill(tmp_path, "-p", "depths", "[0,0,1]", "-p", "annotations", "nowhere.csv", "-p", "root", ".")
     assert proc.returncode != 0
-    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("ConfigError")]
-    assert line and "--annotations nowhere.csv: no such file" in line[0] and "Nothing was written" in line[0]
+    at = [i for i, ln in enumerate(proc.stderr.splitlines()) if ln.startswith(("ConfigError", "InputError"))]
+    said = "\n".join(proc.stderr.splitlines()[at[0]:at[0] + 3]) if at else ""  # every problem, one line each
+    assert "--annotations nowhere.csv: no such file" in said and "nothing was written" in said.lower()
     assert "invalid literal" not in proc.stderr and "pandas" not in proc.stderr
 
 
