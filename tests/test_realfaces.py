@@ -241,3 +241,41 @@ def test_a_file_that_is_not_a_resnet18_is_refused_with_exit_2(tiny, tmp_path, ca
     n = sum(not k.startswith("fc.") for k in resnet_weights.reference())
     assert len(err) == 1 and "does not map to a torchvision ResNet-18" in err[0] and f"{n} of {n} " in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_grad_cam_loads_an_exported_model(model_dir):
+    from msstlib import cam
+
+    model, cfg = cam.load_checkpoint(model_dir)
+    assert cfg["model"]["embed_dim"] == 32 and cam.layers_of(model)
+
+
+def _still_video(image: Path, out: Path, frames: int = 12) -> Path:
+    """A short video of one still picture (PyAV encodes it): several faces on every frame."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(image).convert("RGB"))
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    with av.open(str(out), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for _ in range(frames):
+            for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return out
+
+
+def test_all_faces_gives_one_clip_per_face_and_the_default_the_largest(tmp_path):
+    still = _still_video(V.sample_video("multi_face.jpg"), tmp_path / "group.mp4")
+    assert V.main([str(still), "--out", str(tmp_path / "all"), "--all-faces", "--every", "4", "--no-progress"]) == 0
+    clips = sorted(p.name for p in (tmp_path / "all" / "clips").iterdir())
+    assert len(clips) >= 2 and all(c.startswith("group_face") for c in clips)
+    assert V.main([str(still), "--out", str(tmp_path / "one"), "--every", "4", "--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "one" / "clips").iterdir()] == ["group"]
+    area = lambda rows: sum((float(r["x1"]) - float(r["x0"])) * (float(r["y1"]) - float(r["y0"])) for r in rows)  # noqa: E731
+    largest = max(area(_faces(tmp_path / "all" / "clips" / c)) for c in clips)
+    assert area(_faces(tmp_path / "one" / "clips" / "group")) == pytest.approx(largest)
