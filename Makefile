@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine with Python 3.10+ and pip (README.md):
 #   make test       create .venv, install the project and its test dependencies, run the suite
-#   make reproduce  create .venv, install, FLOPs table, then the CPU study on SynDFER (FULL=1: all of it)
+#   make reproduce  create .venv, install, FLOPs table, re-run builds 1-2 into build/reproduce and compare
+#                   with the committed results (make study completes them; FULL=1: every build row)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test reproduce flops figures bench clean
+.PHONY: install test reproduce study flops figures bench clean
 
 install: $(STAMP)
 
@@ -30,25 +31,19 @@ test: install
 flops: install
 	$(BIN)/python -m msstlib.flops
 
-# The CPU study on SynDFER (DESIGN.md §9), 2 rows at a time; each step resumes where it stopped.
-#   make reproduce         the claims' subset: builds 1 and 2 of the default regime, their T = 4 rows
-#                          (each build: its own SynDFER draw and backbone), their Grad-CAM, then every
-#                          table from the committed runs (README "What `make reproduce` produces")
-#   make reproduce FULL=1  all of it: the validation draw, builds 1-8 (every claim row), and the
-#                          five-fold study (five folds, three seeds on every row its tables compare,
-#                          both regimes) with its Grad-CAM (README: the sum of its measured steps)
-#   FOLDS="1 2": the five-fold study's folds (FULL=1).  QUICK=1: a smoke run of a few rows (minutes).
-ifdef FULL
+# Does it reproduce? (README "Two commands"; msstlib.reproduce)
+#   make reproduce         builds 1 and 2 of the default regime, their T = 4 rows and Grad-CAM, re-run from
+#                          nothing into build/reproduce/ (never over results/), then compared row by row and
+#                          verdict by verdict with the committed ones: exit 0 when all agree, else a table of
+#                          what does not and build/reproduction.md. Each step resumes where it stopped.
+#   make reproduce FULL=1  the same for every row of builds 1-8.  QUICK=1: a smoke run of a few rows (minutes).
+#   make study             complete the committed results in results/ (the validation draw, the five-fold
+#                          study in both regimes with its Grad-CAM, builds 1-8): what made them.
+#   FOLDS="1 2": the five-fold study's folds (make study).
 FOLDS ?= 1 2 3 4 5
-STUDY_MORE := --seeds 1 2
-DFEWLIKE_ROWS := --claims-only
-BUILDS ?= 1 2 3 4 5 6 7 8
-BUILD_ROWS :=
-else
-FOLDS ?= 1
-BUILDS ?= 1 2
-BUILD_ROWS := --frames 4
-endif
+BUILDS ?= $(if $(FULL),1 2 3 4 5 6 7 8,1 2)
+BUILD_ROWS := $(if $(FULL),,--frames 4)
+REPRO := build/reproduce/results
 # --allow-other-builds: the committed rows count as done on any machine, whose pre-training gives
 # another backbone; rows run here pair with rows of this build only (README "Builds").
 STUDY := $(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --jobs 2 --allow-other-builds
@@ -57,21 +52,24 @@ ifdef QUICK
 	$(STUDY) --quick
 	@$(MAKE) --no-print-directory figures QUICK=1
 else
-ifdef FULL
+	$(STUDY) --builds $(BUILDS) $(BUILD_ROWS) --drop-caches --results-root $(REPRO)
+	$(BIN)/python -m msstlib.reproduce --rerun $(REPRO) --report build/reproduction.md
+endif
+
+study: install flops
 	$(STUDY) --validation
-	$(STUDY) --regime dfew-like --folds $(FOLDS) $(STUDY_MORE) $(DFEWLIKE_ROWS)
-	$(STUDY) --folds $(FOLDS) $(STUDY_MORE)
+	$(STUDY) --regime dfew-like --folds $(FOLDS) --seeds 1 2 --claims-only
+	$(STUDY) --folds $(FOLDS) --seeds 1 2
 	@$(MAKE) --no-print-directory figures FULL=1
-endif
-	$(STUDY) --builds $(BUILDS) $(BUILD_ROWS) --drop-caches
-endif
+	$(STUDY) --builds 1 2 3 4 5 6 7 8 --drop-caches
+	$(STUDY) --regime dfew-calibrated --builds 1 2 3 4 5 6 7 8 --drop-caches
 
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
 # and against its trained control, the ResNet-18 + GRU row (FULL=1: in the DFEW-like regime too).
 figures: install
 	$(BIN)/python -m msstlib.study --dataset synthetic --preset cpu --allow-other-builds $(if $(QUICK),--quick,--folds $(FOLDS)) --figures
 ifdef FULL
-	$(STUDY) --regime dfew-like --folds $(FOLDS) $(DFEWLIKE_ROWS) --figures
+	$(STUDY) --regime dfew-like --folds $(FOLDS) --claims-only --figures
 endif
 
 # Speed, measured side by side (benchmarks/README.md). Needs the study's SynDFER, backbone and

@@ -799,6 +799,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "fixed split), one build after another; results in results/synthetic[-regime]/builds/runs")
     b.add_argument("--validation", action="store_true", help="run the validation draw's rows (the LSTM budget sweep; "
                    "no claim reads them): results in results/synthetic[-regime]/validation/runs")
+    b.add_argument("--results-root", metavar="DIR",
+                   help="with --builds: write the builds' rows and Grad-CAM under DIR/<dataset>[-regime]/builds "
+                   "instead of results/, and render no table (make reproduce: build/reproduce/results, then "
+                   "python -m msstlib.reproduce compares them with the committed ones)")
     b.add_argument("--drop-caches", action="store_true", help="with --builds: delete a build's feature cache (9.6 GB) "
                    "once all its rows have landed (frames and checkpoints stay)")
     ex = p.add_argument_group("where the jobs run")
@@ -1021,8 +1025,11 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
             if not Path(annotations).exists() or not b.backbone().exists():
                 print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
                 continue
+            where = b.results(args.dataset, args.results_root) if args.results_root else b.results()
+            scratch = (Path(args.results_root).parent / "work" / b.name / b.scratch().name if args.results_root
+                       else b.scratch())  # a re-run trains its own checkpoints, never resumes the study's
             study = Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()), dataset=args.dataset,
-                          preset=args.preset, results=str(b.results()), work=str(b.scratch()), epochs=args.epochs,
+                          preset=args.preset, results=str(where), work=str(scratch), epochs=args.epochs,
                           extra={**extra, "backbone_weights": str(b.backbone().resolve())}, threads=threads)
             if listing:
                 for row in rows:
@@ -1045,7 +1052,10 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
             if args.drop_caches and all(row_done(study, row) for row in rows):
                 print(f"build {b.name}: all rows landed; feature cache removed "
                       f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)
-    if listing or not args.builds:  # the validation draw's rows make no table of the study's
+    if listing or not args.builds or args.results_root:  # no table of the study's from these
+        if args.results_root and not listing:
+            print(f"builds {' '.join(b.name for b in builds)}: rows under {P.relative(args.results_root)}; "
+                  f"python -m msstlib.reproduce --rerun {P.relative(args.results_root)} compares them", flush=True)
         return 0 if not failures else 1
     try:
         render_tables(five_fold_results if args.regime == "default" else
