@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test reproduce study flops figures bench clean
+.PHONY: install test reproduce study report flops figures bench clean
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ study: install flops
 	@$(MAKE) --no-print-directory figures FULL=1
 	$(STUDY) --builds 1 2 3 4 5 6 7 8 --drop-caches
 	$(STUDY) --regime dfew-calibrated --builds 1 2 3 4 5 6 7 8 --drop-caches
+	@$(MAKE) --no-print-directory report
+
+# One page: results/report.html from the executed tables and Grad-CAM notebooks (msstlib.report).
+report: install
+	$(BIN)/python -m msstlib.report
 
 # Grad-CAM figures and paired scores from the study's checkpoints: MSSTNet (T=4, depth 1) within itself
 # and against its trained control, the ResNet-18 + GRU row (FULL=1: in the DFEW-like regime too).

@@ -75,3 +75,17 @@ def test_rerun_rows_go_under_the_results_root_and_never_over_results(tiny, r18, 
     (results, work), = where
     assert results == root / "synthetic" / "builds" and work.is_relative_to(tmp_path / "reproduce")
     assert "python -m msstlib.reproduce" in capsys.readouterr().out
+
+
+def test_the_report_joins_the_executed_notebooks_without_inputs_or_widgets(tmp_path):
+    from msstlib import report
+
+    nb = report.build()
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "never on DFEW" in text and text.count("*Provenance:*") == len(report.SECTIONS)
+    assert all(o.get("name") != "stderr" and report.WIDGET not in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    html = report.render(tmp_path / "r.html").read_text()
+    assert "claims_by_regime" in html or "The paper's claims" in html
+    assert "<div class=\"highlight hl-ipython3\">" not in html.split("<body", 1)[1]  # no code input cells
+    assert (ROOT / "results" / "report.html").is_file()  # committed: make report
