@@ -128,3 +128,30 @@ def boolean(name: str, value) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"parameter {name}: got {value!r}; give true or false, e.g. -p {name} false")
+
+
+# ------------------------------------------------------------------ the form JupyterLab saves
+# Opening a notebook in JupyterLab (4.x, ipykernel) and letting it autosave rewrites its metadata to
+# this; a committed source in this form stays byte-identical when someone only looks at it. The
+# Python version is the development machines' (JupyterLab writes the running kernel's).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3", "version": "3.11.7"}
+
+
+def jupyterlab_form(path: str | Path) -> bool:
+    """Rewrite a source notebook in the form JupyterLab saves (metadata, cell ids, nbformat's JSON
+    layout); returns whether it changed."""
+    import nbformat
+
+    path = Path(path)
+    before = path.read_text()
+    nb = nbformat.reads(before, as_version=4)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+    after = nbformat.writes(nb) + "\n"
+    if after != before:
+        with atomic_path(path) as tmp:
+            tmp.write_text(after)
+    return after != before

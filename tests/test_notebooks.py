@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +112,15 @@ def test_execute_is_quiet_and_records_no_machine_paths(tmp_path, capfd, monkeypa
     assert out.cells[-1].outputs[0]["text"].split() == ["42", str(tmp_path)]  # runs in the repository root
     assert out.metadata["papermill"]["input_path"] == "in.ipynb"
     assert out.metadata["papermill"]["output_path"] == "out.ipynb"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_a_source_notebook_is_in_the_form_jupyterlab_saves(path):
+    """Opening notebooks/tables.ipynb in JupyterLab and letting it autosave rewrote its kernelspec's
+    display name and language_info: git went dirty for someone who only looked (issue 28)."""
+    from msstlib.notebooks import KERNELSPEC, LANGUAGE_INFO
+
+    raw = path.read_text()
+    nb = nbformat.reads(raw, as_version=4)
+    assert nb.metadata["kernelspec"] == KERNELSPEC and nb.metadata["language_info"] == LANGUAGE_INFO
+    assert nbformat.writes(nb) + "\n" == raw  # nbformat's layout, as JupyterLab writes it
