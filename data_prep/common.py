@@ -5,14 +5,14 @@ A preparation command reads an official release layout, collects *every* problem
 `annotations.csv` (atomically) and prints a per-split, per-class count table. `run_cli` holds that
 flow, so each dataset module only says how to read its own layout.
 
-`list_frames` is the one definition of "the frames of a clip, in order"; the data loader reuses it.
+`list_frames` (the one definition of "the frames of a clip, in order") lives on the ground floor,
+`msstlib.frames`, which the data loader and this package both import.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,30 +23,10 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from msstlib.frames import FRAME_SUFFIXES, list_frames, natural_key  # noqa: F401 (the ground floor)
 from msstlib.labels import EMOTIONS
 
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 EXIT_PROBLEMS = 2
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers by value: "frame2.jpg" before "frame10.jpg"."""
-    # re.split with a capture group alternates text, number, text, ...: odd positions are numbers.
-    parts = re.split(r"(\d+)", name)
-    return [int(part) if i % 2 else part.lower() for i, part in enumerate(parts)]
-
-
-def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """The frame files of one clip folder, in natural order.
-
-    Frames are plain files ending in .jpg/.jpeg/.png (any case). Hidden files are skipped: archives
-    unpacked on macOS carry `._0001.jpg` resource forks that are not images.
-    """
-    with os.scandir(folder) as entries:
-        names = [e.name for e in entries
-                 if e.name.lower().endswith(FRAME_SUFFIXES) and not e.name.startswith(".")
-                 and e.is_file()]
-    return [Path(folder, name) for name in sorted(names, key=natural_key)]
 
 
 def unreadable_frame(path: Path) -> str | None:

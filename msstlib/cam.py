@@ -291,24 +291,6 @@ def figure(rgb: np.ndarray, cams: dict[str, dict[str, np.ndarray]], marked: str,
     return fig
 
 
-def demo_checkpoints(work: str | Path, annotations: str, root: str) -> tuple[str, str]:
-    """Two tiny one-epoch models (the ResNet-18 + GRU control; MSSTNet depth 1) for the notebook's
-    smoke defaults: (control, MSSTNet) checkpoints."""
-    from .study import tiny_backbone
-    from .train import run
-
-    paths = []
-    weights = tiny_backbone(Path(work) / "resnet18_tiny.pt")
-    for variant, depths in (("resnet18-gru", (0, 0, 0)), ("msstnet", (1, 1, 1))):
-        out = Path(work) / variant
-        if not (out / "checkpoint.pt").exists() or not (out / "result.json").exists():
-            run(annotations=annotations, root=root, fold=1, frames=4, depths=depths, variant=variant, preset="cpu",
-                epochs=1, work_dir=str(out), progress=False,
-                overrides={"embed_dim": 32, "num_heads": 4, "baseline_hidden": 32, "backbone_weights": weights})
-        paths.append(str(out / "checkpoint.pt"))
-    return paths[0], paths[1]
-
-
 def verdict(table: pd.DataFrame) -> str:
     """A plain sentence per row of :func:`like_with_like`: what the paired difference supports."""
     lines = []

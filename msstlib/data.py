@@ -55,9 +55,8 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from data_prep.common import list_frames
-
 from . import inputs
+from .frames import list_frames
 from . import paths as P
 from .files import atomic_path, read_json, write_json
 from .config import ConfigError

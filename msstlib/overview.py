@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from data_prep.common import count_table
+
 from .data import decode_frame, sample_indices
+from .frames import list_frames
 from .labels import EMOTIONS
-from data_prep.common import count_table, list_frames
 
 
 def group_column(table: pd.DataFrame) -> str:

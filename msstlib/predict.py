@@ -37,6 +37,7 @@ import numpy as np
 
 from . import export, files, inputs
 from .config import ConfigError
+from .frames import list_frames
 from .labels import EMOTIONS
 
 MAX_GAP = 5  # frames without a face a window may span (a missed detection, not the face leaving)
@@ -57,8 +58,6 @@ class Track:
 
 def read_track(folder: Path) -> Track:
     """A clip folder of ``data_prep.video``: its JPEGs in order and their frame numbers."""
-    from data_prep.common import list_frames
-
     crops = list_frames(folder)
     if not crops:
         raise ConfigError(f"{folder}: no face crops (no .jpg): no face was found in this clip")

@@ -53,6 +53,7 @@ from . import files, inputs
 from . import paths as P
 from .builds import (BACKBONE, REGIME_SUFFIX, REGIMES, ROOT, UNIT_FOLD, Build, backbone_path,  # noqa: F401
                      check_regime, drop_feature_cache, prepare_synthetic, step)
+from .fixtures import tiny_backbone, tiny_synthetic  # noqa: F401 (re-exported: moved to msstlib.fixtures)
 from .notebooks import execute
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -711,28 +712,6 @@ def overview(annotations: str, root: str, results: Path) -> None:
         execute(NOTEBOOKS / "data_overview.ipynb", results / "data_overview.ipynb",
                 {"annotations": P.relative(annotations), "root": P.relative(root),
                  "figures_dir": P.relative(results / "figures")}, progress_bar=True)
-
-
-def tiny_synthetic(data: str | Path, clips: int = 70, seed: int = 0) -> tuple[str, str]:
-    """A tiny SynDFER prepared like DFEW, for notebook defaults and tests. Returns (annotations, root)."""
-    from data_prep import dfew
-    from data_prep.synthetic import SynDFERConfig, generate
-
-    data = Path(data)
-    ann = data / "prepared" / "annotations.csv"
-    if not ann.exists():
-        generate(data, SynDFERConfig(), clips=clips, seed=seed, jobs=1, verbose=False)
-        if dfew.main(["--root", str(data), "--out", str(ann.parent)]) != 0:
-            raise RuntimeError(f"preparing the tiny SynDFER at {data} failed")
-    return str(ann), str(data)
-
-
-def tiny_backbone(path: str | Path) -> str:
-    """A ResNet-18 pre-trained for a moment on a tiny separate SynDFER draw (the cpu preset freezes
-    its backbone and needs weights): for notebook defaults and tests, not for results."""
-    from .pretrain import PretrainConfig, pretrain
-
-    return str(pretrain(PretrainConfig(clips=35, frames_per_clip=2, epochs=1, batch_size=16), path, progress=False))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

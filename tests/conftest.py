@@ -6,13 +6,13 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    from msstlib.study import tiny_synthetic
+    from msstlib.fixtures import tiny_synthetic
 
     return tiny_synthetic(tmp_path_factory.mktemp("syndfer") / "data")
 
 
 @pytest.fixture(scope="session")
 def r18(tmp_path_factory):
-    from msstlib.study import tiny_backbone
+    from msstlib.fixtures import tiny_backbone
 
     return tiny_backbone(tmp_path_factory.mktemp("backbone") / "resnet18_tiny.pt")

@@ -75,9 +75,9 @@ def test_dropping_a_builds_feature_cache_keeps_frames_and_checkpoints(tmp_path):
 def test_a_builds_grad_cam_scores_its_own_models_and_gives_one_unit_per_comparison(tiny, tmp_path):
     import shutil
 
-    from msstlib import cam
+    from msstlib import cam, fixtures
 
-    control, msst = cam.demo_checkpoints(tmp_path / "demo", *tiny)
+    control, msst = fixtures.demo_checkpoints(tmp_path / "demo", *tiny)
     s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu",
                     results=str(tmp_path / "results" / "builds"), work=str(tmp_path / "work"))
     rows = study.build_grid("synthetic", "b01")

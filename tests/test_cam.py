@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from msstlib import cam
+from msstlib import cam, fixtures
 from msstlib.model import MSSTConfig, MSSTNet
 
 CFG = MSSTConfig(image_size=64, embed_dim=32, num_heads=4, mlp_ratio=2.0, depths=(1, 1, 1))
@@ -72,10 +72,10 @@ def test_measure_summary_and_like_with_like_on_a_tiny_synthetic(tmp_path):
     """The Grad-CAM comparison was MSSTNet against a model at chance, with paired per-clip scores
     compared as if independent (issue 10): now a trained control and paired differences."""
     from msstlib.claims import interval
-    from msstlib.study import tiny_synthetic
+    from msstlib.fixtures import tiny_synthetic
 
     ann, root = tiny_synthetic(tmp_path / "d")
-    control, msst = cam.demo_checkpoints(tmp_path / "w", ann, root)
+    control, msst = fixtures.demo_checkpoints(tmp_path / "w", ann, root)
     models = {"msst": cam.load_checkpoint(msst)[0], "gru": cam.load_checkpoint(control)[0]}
     assert models["gru"].cfg.variant == "resnet18-gru"
     src = cam.ClipSource(ann, root, 1, 4, 64)
@@ -117,7 +117,7 @@ def test_a_cnn_map_on_the_patch_grid_is_constant_within_each_cell():
 def test_without_masks_the_source_gives_the_figure_only(tmp_path):
     import shutil
 
-    from msstlib.study import tiny_synthetic
+    from msstlib.fixtures import tiny_synthetic
 
     ann, root = tiny_synthetic(tmp_path / "d")
     shutil.rmtree(Path(root) / "Masks")  # what a real DFEW root looks like to this module
