@@ -27,6 +27,7 @@ from pathlib import Path
 from . import files, inputs
 from . import paths as P
 from .checkpoint import CheckpointError
+from .checkpoint import load as load_plain
 from .config import ConfigError, DataConfig, MSSTConfig
 from .labels import EMOTIONS
 
@@ -39,8 +40,6 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> Path:
     into ``out``; returns ``out``. The folder appears complete or not at all."""
     from safetensors.torch import save_file
 
-    from .train import load_checkpoint
-
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "checkpoint.pt").is_file():
         raise ConfigError(f"{run_dir}: no checkpoint.pt; give the --out folder of a finished msstlib.train run "
@@ -50,7 +49,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> Path:
     if out.exists() and not force and any(out.iterdir()):
         raise ConfigError(f"--out {out}: exists and is not empty; choose another folder or pass --force")
     inputs.check_out(out)
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    ckpt = load_plain(run_dir / "checkpoint.pt", "checkpoint", fix="remove it, or export a run that finished")
     result = files.read_json(run_dir / "result.json", "the run's result")
     if result.get("run_id") != ckpt.get("run_id"):
         raise ConfigError(f"{run_dir}: checkpoint.pt (run {ckpt.get('run_id')}) and result.json (run "

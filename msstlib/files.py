@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import ConfigError
-from .paths import pid_alive
 
 LOCK_NAME = ".lock"
 HEARTBEAT_S = 30.0  # how often a holder touches its lock
@@ -117,6 +116,18 @@ def read_json(path: str | Path, what: str = "", fix: str = "") -> dict:
 
 
 # ------------------------------------------------------------------------------------ locking
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 
 def _describe(info: dict) -> str:

@@ -23,6 +23,8 @@ import re
 import sys
 from pathlib import Path
 
+from .files import pid_alive, write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -74,17 +76,6 @@ def scratch(prefix: str) -> str:
     return folder
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove(folder: str | Path) -> None:
     import shutil
 
@@ -119,9 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     strings change; ``--check`` lists the files that still hold machine paths (exit 1 if any)."""
     import argparse
 
-    from .files import write_text  # (msstlib.files imports this module)
-    from .inputs import USAGE_ERRORS, describe
-
     p = argparse.ArgumentParser(prog="python -m msstlib.paths", description=main.__doc__)
     p.add_argument("command", choices=("relocate",))
     p.add_argument("folder", help="a results folder, e.g. results/synthetic")
@@ -145,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 if f.suffix in (".json", ".ipynb"):
                     json.loads(new)  # still valid JSON: only whole path prefixes were replaced
                 write_text(f, new)
-        except USAGE_ERRORS as exc:  # not UTF-8, not JSON, unreadable: named, the others still done
-            print(f"error: {f}: {describe(exc)}; left as it was", file=sys.stderr)
+        except (OSError, ValueError) as exc:  # not UTF-8, not JSON, unreadable: named, the others still done
+            print(f"error: {f}: {exc}; left as it was", file=sys.stderr)
             failed.append(f)
             continue
         if absolute_paths(new):

@@ -37,7 +37,7 @@ def test_a_regime_without_its_table_says_which_file_and_how_to_make_it(tmp_path,
     assert "synthetic-dfewlike" in out.err and "all_runs.csv" in out.err and "--collect" in out.err
 
 
-def test_readme_quotes_the_full_study_duration_the_committed_rows_give(capsys):
+def test_the_docs_quote_the_full_study_duration_the_committed_rows_give(capsys):
     SD.main(["--results", str(ROOT / "results")])
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last in (ROOT / "README.md").read_text(), f"README should quote: {last}"
+    assert last in (ROOT / "docs" / "reproduce.md").read_text(), f"docs/reproduce.md should quote: {last}"

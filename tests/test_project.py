@@ -84,3 +84,60 @@ def test_pre_training_gives_the_same_weights_whatever_the_thread_count(tmp_path)
         assert torch.get_num_threads() == threads  # left as it was
     torch.set_num_threads(before)
     assert digests[0] == digests[1]
+
+
+FLOORS = {  # docs/layout.md, "The house"
+    0: {"config", "labels", "frames", "stats", "files", "paths"},
+    1: {"checkpoint", "inputs", "resnet_weights", "metrics"},
+    2: {"model", "data", "features", "flops", "pretrain", "builds", "results", "claims", "notebooks", "overview"},
+    3: {"train", "export", "cam", "report"},
+    4: {"study", "reproduce", "predict", "fixtures"},
+}
+
+
+def _imports() -> dict[str, set[str]]:
+    import ast
+
+    mods = {p.stem: p for p in (ROOT / "msstlib").glob("*.py") if p.stem != "__init__"}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("msstlib."):
+                deps.add(node.module.split(".")[1])
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def test_every_module_imports_its_own_floor_or_below_and_no_cycle():
+    graph = _imports()
+    floor = {m: f for f, ms in FLOORS.items() for m in ms}
+    assert set(graph) == set(floor), {"no floor": set(graph) - set(floor), "gone": set(floor) - set(graph)}
+    upward = [f"{m} ({floor[m]}) -> {d} ({floor[d]})" for m, ds in graph.items() for d in ds if floor[d] > floor[m]]
+    assert not upward, upward
+    seen, done = set(), set()
+
+    def visit(m, path):
+        assert m not in seen or m in done, f"import cycle: {' -> '.join(path + [m])}"
+        if m in done:
+            return
+        seen.add(m)
+        for d in sorted(graph[m]):
+            visit(d, path + [m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])
+
+
+def test_data_prep_reads_only_the_ground_floor():
+    import ast
+
+    used = set()
+    for path in (ROOT / "data_prep").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("msstlib."):
+                used.add(node.module.split(".")[1])
+    assert used <= FLOORS[0], used - FLOORS[0]
