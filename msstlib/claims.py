@@ -324,6 +324,9 @@ def compared_configs(comparisons: list[Comparison]) -> list[Config]:
     return list(dict.fromkeys(cfg for c in comparisons for cfg in (c.better, c.worse)))
 
 
+UNIT_DECIMALS = 10  # a unit's values as claims_units.csv stores them (msstlib.results.FULL_PRECISION)
+
+
 def build_units(df: pd.DataFrame, regime: str, comparisons: list[Comparison] | None = None,
                 metric: str = "war") -> pd.DataFrame:
     """``claims_units.csv``: one row per comparison and build (``unit``) that ran both of its
@@ -338,10 +341,13 @@ def build_units(df: pd.DataFrame, regime: str, comparisons: list[Comparison] | N
             raise ValueError(f"{c.text}: a build holds two runs of one configuration (other presets or budgets?); "
                              f"give build_units one preset's runs")
         for _, u in p.sort_values("build_name" if "build_name" in p else "build").iterrows():
+            # Rounded to UNIT_DECIMALS: claims_units.csv holds these exact values, so the claims the
+            # notebook computes and the ones recomputed from the CSV agree to the last digit.
             rows.append({"claim": c.claim, "comparison": c.text, "regime": regime,
-                         "unit": u.get("build_name") or u["build"], "diff": u["diff"], "metric": metric,
-                         "test": c.kind, "better": u[f"{metric}_a"], "worse": u[f"{metric}_b"],
-                         "majority": u.get("majority_b", np.nan)})
+                         "unit": u.get("build_name") or u["build"], "diff": round(u["diff"], UNIT_DECIMALS),
+                         "metric": metric, "test": c.kind, "better": round(u[f"{metric}_a"], UNIT_DECIMALS),
+                         "worse": round(u[f"{metric}_b"], UNIT_DECIMALS),
+                         "majority": round(u.get("majority_b", np.nan), UNIT_DECIMALS)})
     return pd.DataFrame(rows, columns=["claim", "comparison", "regime", "unit", "diff", "metric", "test", "better",
                                        "worse", "majority"])
 

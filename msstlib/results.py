@@ -292,12 +292,18 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
 
 
+# Tables that are data other tables are recomputed from (claims.csv from claims_units.csv): written
+# at full precision, since 4 significant digits, amplified by a t interval on few degrees of
+# freedom (t = 12.7 at df 1), move a recomputed interval by several hundredths of a point.
+FULL_PRECISION = {"claims_units"}
+
+
 def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) -> None:
     """``name``.csv and ``name``.md (with ``note`` above the table) under ``out_dir``; a table
     without rows says so instead of showing a bare caption."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{name}.csv", index=False, float_format="%.4g")
+    table.to_csv(out / f"{name}.csv", index=False, float_format="%.12g" if name in FULL_PRECISION else "%.4g")
     body = (readable(table).to_markdown(index=False, floatfmt=".2f") if len(table) else
             "_No rows: this study's grid has none of the runs this table needs (the quick run's grid is a subset "
             "of the full one)._")
