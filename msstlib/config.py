@@ -218,6 +218,9 @@ class DataConfig:
             raise ValueError(f"frames={self.frames}: expected >= 1")
 
 
+WEIGHT_DECAY_ON = ("all", "matrices")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation recipe. Defaults are the paper's (§3) and Former-DFER's where it is silent.
@@ -256,6 +259,11 @@ class TrainConfig:
         cache_in_memory: pin the memory-mapped cache the run reads (features, or frames) in RAM
             when it takes at most half the available memory (:func:`msstlib.data.keep_resident`):
             scattered reads of an evicted cache go to the disk. Not part of a run's identity.
+        weight_decay_on: which parameters ``weight_decay`` applies to. ``"all"`` (default; every
+            committed run): every parameter, as torch's optimisers do. ``"matrices"``: only the weights
+            of linear and convolution layers, not norms, biases or the temporal position embeddings
+            (nanoGPT's ``configure_optimizers``, timm's ``param_groups_weight_decay``). Part of a
+            run's identity only when changed, so the committed runs keep theirs.
         test_every: evaluate the test split after every ``k``-th epoch (for the per-epoch curves
             and the labelled best-epoch reference) and always after the last one, which is the
             result; 0: after the last epoch only. Not part of a run's identity: evaluating draws
@@ -282,9 +290,12 @@ class TrainConfig:
     feature_cache: bool = field(default=True, metadata={IDENTITY: False})
     cache_in_memory: bool = field(default=True, metadata={IDENTITY: False})
     test_every: int = field(default=1, metadata={IDENTITY: False})
+    weight_decay_on: str = field(default="all", metadata={IDENTITY: "if-changed"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        if self.weight_decay_on not in WEIGHT_DECAY_ON:
+            raise ConfigError(f"--weight-decay-on {self.weight_decay_on!r}: expected one of {', '.join(WEIGHT_DECAY_ON)}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer={self.optimizer!r}: expected 'sgd' or 'adamw'")
         if self.schedule not in ("step", "cosine"):

@@ -109,15 +109,34 @@ def lr_factor(epoch: float, cfg: TrainConfig) -> float:
     return cfg.gamma ** sum(epoch >= m for m in cfg.milestone_epochs())
 
 
+def decays(name: str, param) -> bool:
+    """Whether ``weight_decay_on="matrices"`` decays a parameter: a linear or convolution weight,
+    not a norm, a bias or a position embedding (``MELayer.pos``)."""
+    return param.ndim >= 2 and not name.endswith(".pos")
+
+
 def make_optimizer(model, cfg: TrainConfig):
+    """The optimiser over the trainable parameters: the new layers at ``lr``, the backbone (when
+    trained) at ``backbone_lr``; with ``weight_decay_on="matrices"`` each of them split into a
+    decayed and an undecayed group (:func:`decays`)."""
     import torch
 
-    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
-    groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
-    if backbone:
-        blr = cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr
-        groups.append({"params": backbone, "lr": blr, "base_lr": blr})
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    blr = cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr
+    parts = [([(n, p) for n, p in named if not n.startswith("backbone.")], cfg.lr),
+             ([(n, p) for n, p in named if n.startswith("backbone.")], blr)]
+    groups = []
+    for members, lr in parts:
+        if not members:
+            continue
+        if cfg.weight_decay_on == "all":
+            groups.append({"params": [p for _, p in members], "lr": lr, "base_lr": lr})
+            continue
+        for decay in (True, False):
+            chosen = [p for n, p in members if decays(n, p) == decay]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "base_lr": lr,
+                               "weight_decay": cfg.weight_decay if decay else 0.0})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -191,6 +210,14 @@ def _all_sum(values: list, device, dist: Dist) -> list[float]:
     return t.tolist()
 
 
+def mixed_precision(device):
+    """The one bf16 decision, for training and testing alike: autocast to bfloat16 on CUDA, full
+    precision elsewhere, as every committed CPU run was made."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 def predict(model, loader, device, prepare, dist: Dist = Dist(), progress: bool = False):
     """Predicted and true labels of every clip the loader yields, gathered over processes (each
     test clip is dealt to exactly one process; the result is in clip order). ``prepare`` turns a
@@ -205,7 +232,7 @@ def predict(model, loader, device, prepare, dist: Dist = Dist(), progress: bool 
         # The test sampler is deterministic, so iterating it beside the loader gives each batch's keys.
         for batch_keys, (x, y) in tqdm(zip(loader.batch_sampler, loader), desc="test", leave=False,
                                        disable=not progress, mininterval=5, total=len(loader)):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with mixed_precision(device):
                 logits = model(prepare(x))
             ps.append(logits.argmax(1))  # stays on the device until the end
             ys.append(y)
@@ -406,7 +433,7 @@ def _train(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cf
                 group["lr"] = group["base_lr"] * factor
             n_local = len(y)
             x, y = prepare(x), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with mixed_precision(device):
                 logits = net(x)
                 if dist.world == 1:
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=train_cfg.label_smoothing)

@@ -311,3 +311,36 @@ def test_bad_data_flags_fail_in_one_line_before_writing_anything(case, tiny, r18
             "frames": "--frames 32"}[case]
     assert flag in err[0] and "Errno" not in err[0]
     assert not out.exists()
+
+
+def test_weight_decay_on_matrices_is_a_new_field_that_only_its_runs_carry():
+    """Issue 28: decay on matrices only (nanoGPT, timm) as a config field; the committed runs (every
+    parameter decayed) keep their identity, so they stay done."""
+    from msstlib.model import build_model
+
+    model_cfg, train_cfg, data_cfg = C.resolve("cpu", frames=4, depths=(1, 1, 1),
+                                               overrides={**SMALL, "backbone_weights": None, "freeze_backbone": False})
+    ident = C.identity(model_cfg, train_cfg, data_cfg, dataset="synthetic", fold=1, split=None, seed=0,
+                       annotations=__file__, root=".")
+    assert "weight_decay_on" not in ident["train"]
+    m_train = C.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={**SMALL, "backbone_weights": None,
+                                                                     "freeze_backbone": False,
+                                                                     "weight_decay_on": "matrices"})[1]
+    other = C.identity(model_cfg, m_train, data_cfg, dataset="synthetic", fold=1, split=None, seed=0,
+                       annotations=__file__, root=".")
+    assert other["train"]["weight_decay_on"] == "matrices" and C.run_id(other) != C.run_id(ident)
+    model = build_model(model_cfg)
+    every = T.make_optimizer(model, train_cfg)
+    assert [len(g["params"]) for g in every.param_groups] == [
+        sum(1 for n, p in model.named_parameters() if not n.startswith("backbone.")),
+        sum(1 for n, p in model.named_parameters() if n.startswith("backbone."))]
+    groups = T.make_optimizer(model, m_train).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    plain = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert decayed.isdisjoint(plain) and decayed | plain == set(names.values())
+    assert "melayers.0.pos" in plain and "tformers.0.blocks.0.ln1.weight" in plain
+    assert "melayers.0.proj.bias" in plain and "backbone.stem.1.weight" in plain  # a BatchNorm weight
+    assert "melayers.0.proj.weight" in decayed and "backbone.stem.0.weight" in decayed
+    with pytest.raises(C.ConfigError, match="--weight-decay-on 'norms'"):
+        C.TrainConfig(weight_decay_on="norms")
