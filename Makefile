@@ -90,6 +90,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_residency.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4
 	$(BIN)/python benchmarks/bench_embed_dim.py --threads 1
 	$(BIN)/python benchmarks/bench_train_step.py --frames 4 --threads 1
+	$(BIN)/python benchmarks/bench_video.py --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache
