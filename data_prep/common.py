@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from msstlib.files import write_text
 from msstlib.frames import FRAME_SUFFIXES, list_frames, natural_key  # noqa: F401 (the ground floor)
 from msstlib.labels import EMOTIONS
 
@@ -142,14 +142,7 @@ def count_table(annotations: pd.DataFrame, by: str) -> pd.DataFrame:
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` to `path` so that readers see either the old file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, frame.to_csv(index=False))
 
 
 # What a dataset module supplies: read ROOT into an annotations table (recording problems), and

@@ -350,6 +350,7 @@ def process(video: Path, clips_dir: Path, detector: FaceDetector, *, every: int 
     # Pass 2: each track's box on every frame, its crops into a temporary folder.
     clips_dir.mkdir(parents=True, exist_ok=True)
     work = [(name, t, Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=clips_dir)), []) for name, t in todo]
+    crops = {name: 0 for name, _ in todo}  # crops written so far, per clip
     try:
         bar = tqdm(total=n, desc=f"{video.name}: cropping", unit="frame", disable=not progress, mininterval=2,
                    leave=False)
@@ -367,8 +368,8 @@ def process(video: Path, clips_dir: Path, detector: FaceDetector, *, every: int 
                 if box is None:
                     rows.append([f + 1, "", "", "", "", ""])
                     continue
-                count = sum(1 for r in rows if r[1] != "") + 1
-                Image.fromarray(crop(frame, box, scale)).save(tmp / f"{count:05d}.jpg", quality=95)
+                crops[name] += 1
+                Image.fromarray(crop(frame, box, scale)).save(tmp / f"{crops[name]:05d}.jpg", quality=95)
                 rows.append([f + 1, *(round(float(v), 1) for v in box[:4]), round(float(box[4]), 4)])
         bar.close()
         lines = []

@@ -114,8 +114,9 @@ def load_crops(paths: list[Path], size: int):
     return torch.stack([decode_frame(p, size, p.parent.name) for p in paths])
 
 
-def predict_track(model, config: dict, track: Track, window: int, stride: int) -> tuple[list[dict], list]:
-    """One row per window (probabilities, predicted) and the windows' model inputs."""
+def predict_track(model, config: dict, track: Track, window: int, stride: int) -> tuple[list[dict], list, object]:
+    """One row per window (probabilities, predicted), each window's crop indices, and the track's
+    crops (uint8, decoded once): a window's input is remade from them when Grad-CAM needs it."""
     import torch
 
     from .data import sample_indices, to_model_input
@@ -123,7 +124,7 @@ def predict_track(model, config: dict, track: Track, window: int, stride: int) -
     t, size = int(config["data"]["frames"]), int(config["model"]["image_size"])
     normalize = bool(config["data"].get("normalize", True))
     crops = load_crops(track.crops, size)
-    rows, batches = [], []
+    rows, picked = [], []
     with torch.no_grad():
         for a, b in windows(track.frames, window, stride):
             idx = a + sample_indices(b - a + 1, t, train=False)
@@ -131,8 +132,8 @@ def predict_track(model, config: dict, track: Track, window: int, stride: int) -
             p = torch.softmax(model(x.unsqueeze(0)).float(), dim=1)[0].numpy()
             rows.append({"start_frame": track.frames[a], "end_frame": track.frames[b],
                          **{e: float(v) for e, v in zip(EMOTIONS, p)}, "predicted": EMOTIONS[int(p.argmax())]})
-            batches.append((x, crops[idx].permute(0, 2, 3, 1).numpy(), idx))
-    return rows, batches
+            picked.append(idx)
+    return rows, picked, crops
 
 
 def cam_layer(model) -> str | None:
@@ -176,6 +177,7 @@ def run(input: str | Path, model_dir: str | Path, out: str | Path, stride: int =
     import pandas as pd
 
     from .cam import clip_cams, figure
+    from .data import to_model_input
 
     model, config = export.load(model_dir)
     t = int(config["data"]["frames"])
@@ -202,7 +204,7 @@ def run(input: str | Path, model_dir: str | Path, out: str | Path, stride: int =
     for track in tracks:
         here = out if len(tracks) == 1 else out / track.name
         here.mkdir(parents=True, exist_ok=True)
-        rows, batches = predict_track(model, config, track, window, stride)
+        rows, picked, crops = predict_track(model, config, track, window, stride)
         path = here / "predictions.csv"
         files.write_text(path, pd.DataFrame(rows, columns=["start_frame", "end_frame", *EMOTIONS, "predicted"])
                          .to_csv(index=False, float_format="%.6f"))
@@ -213,7 +215,8 @@ def run(input: str | Path, model_dir: str | Path, out: str | Path, stride: int =
             cams_dir.mkdir(exist_ok=True)
             picks = sorted({round(v) for v in np.linspace(0, len(rows) - 1, min(cam_windows, len(rows)))})
             for i in picks:
-                x, rgb, _ = batches[i]
+                x = to_model_input(crops[picked[i]], bool(config["data"].get("normalize", True)))
+                rgb = crops[picked[i]].permute(0, 2, 3, 1).numpy()
                 label = EMOTIONS.index(rows[i]["predicted"])
                 maps = clip_cams(model, x, label, layers=[layer])
                 fig = figure(rgb, {"MSSTNet": maps}, marked="MSSTNet",

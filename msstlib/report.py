@@ -43,6 +43,26 @@ def last_commit(path: Path) -> str:
     return out.stdout.strip() or "not committed"
 
 
+def _as_jpeg(output, quality: int = 85):
+    """An output's PNG figure as a JPEG (a page of figures stays a few MB, not 7: the Grad-CAM
+    overlays are photographs of heat maps, which PNG compresses poorly)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = output.get("data", {})
+    if "image/png" not in data:
+        return output
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).convert("RGB")
+    buf = io.BytesIO()
+    png.save(buf, format="JPEG", quality=quality)
+    data = {k: v for k, v in data.items() if k != "image/png"}
+    data["image/jpeg"] = base64.b64encode(buf.getvalue()).decode()
+    output["data"] = data
+    return output
+
+
 def build(sections=SECTIONS):
     """The joined notebook: a title cell, then per section its provenance and its outputs."""
     import nbformat
@@ -73,7 +93,7 @@ def build(sections=SECTIONS):
             cell = copy.deepcopy(cell)
             cell["id"] = uuid.uuid4().hex[:8]  # two notebooks' cells may share ids
             if cell.cell_type == "code":
-                cell.outputs = [o for o in cell.get("outputs", []) if WIDGET not in o.get("data", {})
+                cell.outputs = [_as_jpeg(o) for o in cell.get("outputs", []) if WIDGET not in o.get("data", {})
                                 and o.get("name") != "stderr"]
             nb.cells.append(cell)
     return nb

@@ -83,7 +83,7 @@ def verdicts_compared(committed: pd.DataFrame, rerun: pd.DataFrame, regime: str,
                       committed_cam: pd.DataFrame | None = None, rerun_cam: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each claim's verdict from the re-run units and from the committed units of the same builds
     (WAR units, and Grad-CAM units when given)."""
-    comparisons = [c for c in K.build_claims()]
+    comparisons = K.build_claims()
     ru = K.build_units(rerun, regime, comparisons)
     if rerun_cam is not None and len(rerun_cam):
         ru = pd.concat([ru, rerun_cam], ignore_index=True)

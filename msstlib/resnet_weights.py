@@ -106,11 +106,20 @@ def map_keys(state: dict, what: str = "--backbone-weights") -> tuple[dict, list[
     return mapped, notes
 
 
+@lru_cache(maxsize=4)
+def _mapped(resolved: str, size: int, mtime_ns: int, what: str, given: str) -> tuple[dict, list[str]]:
+    """One read and mapping per file version: a run checks its weights before any work and builds
+    its backbone from them after, and the feature cache reads them too. The tensors are shared, so
+    callers copy them (``load_state_dict`` does)."""
+    return map_keys(load(given, what=what, fix=FIX), what=f"{what} {given}")
+
+
 def load_resnet18(path: str | Path, what: str = "--backbone-weights", quiet: bool = False) -> dict:
     """The ResNet-18 state dict (torchvision keys, no ``fc``) a weights file holds, in any layout of
     the module docstring; a line on stderr says what was mapped or ignored."""
-    state = load(path, what=what, fix=FIX)
-    mapped, notes = map_keys(state, what=f"{what} {path}")
+    st = Path(path).stat() if Path(path).is_file() else None
+    mapped, notes = _mapped(str(Path(path).resolve()), st.st_size if st else -1, st.st_mtime_ns if st else -1,
+                            what, str(path))
     if notes and not quiet:
         print(f"note: {what} {Path(path).name}: " + "; ".join(notes), file=sys.stderr, flush=True)
     return mapped

@@ -75,8 +75,8 @@ def test_a_training_run_uses_the_cache_and_stays_close_to_the_backbone_path(cach
     assert fast["input"].startswith("feature cache features_") and slow["input"] == "frames"
     assert fast["cache_residency"] in ("locked", "advised")  # pinned while the run reads it (keep_resident)
     assert fast["run_id"] == slow["run_id"]  # the same run, computed two ways
-    la = np.array([r["loss"] for r in torch.load(tmp_path / "fast" / "checkpoint.pt", weights_only=False)["log"]])
-    lb = np.array([r["loss"] for r in torch.load(tmp_path / "slow" / "checkpoint.pt", weights_only=False)["log"]])
+    la = np.array([r["loss"] for r in torch.load(tmp_path / "fast" / "checkpoint.pt", weights_only=True)["log"]])
+    lb = np.array([r["loss"] for r in torch.load(tmp_path / "slow" / "checkpoint.pt", weights_only=True)["log"]])
     np.testing.assert_allclose(la, lb, rtol=1e-2)
     assert abs(fast["war"] - slow["war"]) <= 2 / 14  # 14 test clips: at most two predictions apart
 
@@ -166,8 +166,8 @@ def test_testing_only_after_the_last_epoch_changes_nothing_but_the_curves(tiny, 
     last = T.run(work_dir=str(tmp_path / "last"), overrides={**over, "test_every": 0}, **kw)
     assert every["run_id"] == last["run_id"]
     assert every["confusion"] == last["confusion"] and every["war"] == last["war"]
-    a = torch.load(tmp_path / "every" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "last" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "every" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "last" / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     import pandas as pd

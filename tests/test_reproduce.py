@@ -88,4 +88,5 @@ def test_the_report_joins_the_executed_notebooks_without_inputs_or_widgets(tmp_p
     html = report.render(tmp_path / "r.html").read_text()
     assert "claims_by_regime" in html or "The paper's claims" in html
     assert "<div class=\"highlight hl-ipython3\">" not in html.split("<body", 1)[1]  # no code input cells
+    assert "src=\"data:image/jpeg" in html and "src=\"data:image/png" not in html  # figures as JPEG: a page of a few MB
     assert (ROOT / "results" / "report.html").is_file()  # committed: make report

@@ -69,8 +69,8 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monk
     a = pd.read_csv(tmp_path / "full" / "log.csv")
     b = pd.read_csv(tmp_path / "killed" / "log.csv")
     pd.testing.assert_frame_equal(a.drop(columns=["seconds", "clips_per_s"]), b.drop(columns=["seconds", "clips_per_s"]))
-    ma = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    mb = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
+    ma = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    mb = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     for k in ma:
         torch.testing.assert_close(ma[k], mb[k], rtol=0, atol=0)
 
@@ -93,7 +93,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, 
     assert status == T.EXIT_NAN
     err = capsys.readouterr().err
     assert "loss became nan at epoch 2" in err and "checkpoint" in err
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (out / "result.json").exists()
     # Through run() with a result folder, the divergence is recorded with the log so far.
     calls["n"] = 0
@@ -120,7 +120,7 @@ def test_existing_checkpoint_needs_resume(tiny, r18, tmp_path, capsys):
 
 def test_frozen_backbone_stays_frozen(tiny, small, r18, tmp_path):
     _run(tiny, tmp_path / "w", small, epochs=1)
-    state = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)["model"]
     torch.manual_seed(0)
     from msstlib.model import build_model
     fresh = build_model(T.PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, depths=(1, 1, 1),
@@ -224,7 +224,7 @@ def test_checkpoint_restores_on_any_device(tiny, small, tmp_path):
     torch.random.set_rng_state(state)
     # What the old code did: map the checkpoint onto the training device. On a non-CPU device the
     # RNG state is no longer a CPU tensor and cannot be restored.
-    moved = torch.load(tmp_path / "w" / "checkpoint.pt", map_location="meta", weights_only=False)
+    moved = torch.load(tmp_path / "w" / "checkpoint.pt", map_location="meta", weights_only=True)
     with pytest.raises((TypeError, RuntimeError)):
         torch.random.set_rng_state(moved["torch_rng"])
 
@@ -286,8 +286,8 @@ def test_two_process_gloo_run_matches_one_process(tiny, r18, tmp_path):
     la, lb = pd.read_csv(tmp_path / "one" / "log.csv"), pd.read_csv(tmp_path / "two" / "log.csv")
     np.testing.assert_allclose(lb["loss"], la["loss"], rtol=1e-4)
     assert (lb["train_acc"] == la["train_acc"]).all()
-    wa = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["model"]
     worst = max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
     assert worst < 1e-3, worst
 
