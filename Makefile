@@ -81,7 +81,7 @@ endif
 # feature cache (built here when missing, ~12 min on two cores; then each benchmark takes seconds).
 SYN = build/syndfer
 bench: install
-	$(BIN)/python -c "from pathlib import Path; from msstlib.study import prepare_synthetic; prepare_synthetic(Path('$(SYN)'), 3000, False)"
+	$(BIN)/python -c "from pathlib import Path; from msstlib.builds import prepare_synthetic; prepare_synthetic(Path('$(SYN)'), 3000, False)"
 	$(BIN)/python benchmarks/bench_loading.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --workers 0
 	$(BIN)/python benchmarks/bench_loading.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --workers 2
 	$(BIN)/python benchmarks/bench_train.py --annotations $(SYN)/prepared/annotations.csv --root $(SYN) --backbone-weights build/backbones/resnet18_syndfer_64px.pt --frames 4 --threads 1 --steps 15

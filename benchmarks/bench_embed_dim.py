@@ -9,54 +9,49 @@ and their ratio to D = 128. What a narrower model costs in accuracy is measured 
 (`python -m msstlib.train ... --embed-dim 64`; benchmarks/README.md).
 """
 
-import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from msstlib import features as FT
+from msstlib import features
 from msstlib.config import PRESETS
-from msstlib.model import build_model
-from msstlib.train import make_optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--frames", type=int, nargs="+", default=[4, 16])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=6)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    preset = PRESETS["cpu"]
-    layout, width = FT.layout(64, preset.model.stages), FT.frame_width(64, preset.model.stages)
+def main(argv: list[str] | None = None) -> None:
+    parser = common.ArgumentParser(prog="python benchmarks/bench_embed_dim.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=common.positive, nargs="+", default=[4, 16])
+    parser.add_argument("--threads", type=common.positive, default=1)
+    parser.add_argument("--repeats", type=common.positive, default=3)
+    parser.add_argument("--steps", type=common.positive, default=6)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    stages = PRESETS["cpu"].model.stages
+    layout, width = features.layout(64, stages), features.frame_width(64, stages)
     shapes = ((128, 4), (64, 4), (64, 2))
-    for frames in a.frames:
-        xs = [torch.randn(16, frames, width) for _ in range(a.steps)]
+    for frames in args.frames:
+        xs = [torch.randn(16, frames, width) for _ in range(args.steps)]
         y = torch.randint(0, 7, (16,))
-        nets = {}
-        for dim, heads in shapes:
-            torch.manual_seed(0)
-            m = build_model(preset.model.replace(depths=(1, 1, 1), embed_dim=dim, num_heads=heads))
-            m.backbone.requires_grad_(False)
-            m.train()
-            nets[(dim, heads)] = (FT.FeatureInput(m, layout), make_optimizer(m, preset.train))
-        speed = {k: [] for k in nets}
-        for _ in range(a.repeats):
-            for k, (net, opt) in nets.items():
-                t = time.perf_counter()
+        setups = {(dim, heads): common.frozen_setup(layout=layout, embed_dim=dim, num_heads=heads)
+                  for dim, heads in shapes}
+        speed = {shape: [] for shape in setups}
+        for _ in range(args.repeats):
+            for shape, setup in setups.items():
+                start = time.perf_counter()
                 for x in xs:
-                    loss = F.cross_entropy(net(x), y)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                speed[k].append(16 * len(xs) / (time.perf_counter() - t))
+                    common.train_step(setup.net, setup.optimizer, x, y)
+                speed[shape].append(16 * len(xs) / (time.perf_counter() - start))
         base = statistics.median(speed[shapes[0]])
-        print(f"\nT={frames}, {a.threads} thread(s), medians of {a.repeats}:\n| D, heads | clips/s | ratio |\n|---|---|---|")
-        for k, v in speed.items():
-            print(f"| {k[0]}, {k[1]} | {statistics.median(v):.1f} | {statistics.median(v) / base:.2f}x |")
+        print(f"\nT={frames}, {args.threads} thread(s), medians of {args.repeats}:\n| D, heads | clips/s | ratio |\n"
+              f"|---|---|---|")
+        for (dim, heads), rates in speed.items():
+            print(f"| {dim}, {heads} | {statistics.median(rates):.1f} | {statistics.median(rates) / base:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -20,21 +20,25 @@ their ratio to the peer-style baseline:
 The frame and feature caches are built first if missing (timed separately).
 """
 
-import argparse
 import glob
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from msstlib import features as FT
+from msstlib import features
 from msstlib.data import ClipDataset, DataConfig, build_cache, cache_paths
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 
 class PeerStyleClips(Dataset):
@@ -66,56 +70,48 @@ class PeerStyleClips(Dataset):
         return x, self.labels[i]
 
 
-def clips_per_s(ds, n: int, batch: int, workers: int) -> float:
-    loader = DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=batch, num_workers=workers,
-                        shuffle=False)
-    t = time.perf_counter()
-    seen = sum(len(y) for _, y in loader)
-    return seen / (time.perf_counter() - t)
-
-
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--annotations", required=True)
-    p.add_argument("--root", required=True)
-    p.add_argument("--backbone-weights", required=True)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--clips", type=int, default=320)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
-    cfg = DataConfig(frames=a.frames, image_size=a.size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
-    if not cache_paths(Path(a.annotations).parent / "cache", a.size)[1].exists():
+def main(argv: list[str] | None = None) -> None:
+    parser = common.ArgumentParser(prog="python benchmarks/bench_loading.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--annotations", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--backbone-weights", required=True)
+    parser.add_argument("--size", type=common.positive, default=64)
+    parser.add_argument("--frames", type=common.positive, default=16)
+    parser.add_argument("--clips", type=common.positive, default=320)
+    parser.add_argument("--batch", type=common.positive, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=common.positive, default=3)
+    args = parser.parse_args(argv)
+    cfg = DataConfig(frames=args.frames, image_size=args.size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+    if not cache_paths(Path(args.annotations).parent / "cache", args.size)[1].exists():
         t = time.perf_counter()
-        build_cache(a.annotations, a.root, a.size, progress=False)
+        build_cache(args.annotations, args.root, args.size, progress=False)
         print(f"built the frame cache in {time.perf_counter() - t:.1f} s")
     stages = ("layer1", "layer2", "layer3")
-    store = FT.open_store(a.annotations, a.root, a.backbone_weights, a.size, stages)
+    store = features.open_store(args.annotations, args.root, args.backbone_weights, args.size, stages)
     if store is None:
         t = time.perf_counter()
-        FT.build(a.annotations, a.root, a.backbone_weights, a.size, stages, progress=False)
-        store = FT.open_store(a.annotations, a.root, a.backbone_weights, a.size, stages)
+        features.build(args.annotations, args.root, args.backbone_weights, args.size, stages, progress=False)
+        store = features.open_store(args.annotations, args.root, args.backbone_weights, args.size, stages)
         print(f"built the feature cache in {time.perf_counter() - t:.1f} s")
-    decoded = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=cfg, use_cache=False)
-    cached = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=cfg)
+    decoded = ClipDataset(args.annotations, args.root, fold=1, train=True, cfg=cfg, use_cache=False)
+    cached = ClipDataset(args.annotations, args.root, fold=1, train=True, cfg=cfg)
     assert cached.cached, "the frame cache is stale or missing"
     loaders = {
-        "peer-style (glob + PIL per frame)": PeerStyleClips(a.root, decoded.clips, decoded.labels.tolist(), a.frames,
-                                                            a.size),
+        "peer-style (glob + PIL per frame)": PeerStyleClips(args.root, decoded.clips, decoded.labels.tolist(), args.frames,
+                                                            args.size),
         "ours, decoding (torchvision)": decoded,
         "ours, frame cache": cached,
-        "ours, feature cache": FT.FeatureClipDataset(store, cached),
+        "ours, feature cache": features.FeatureClipDataset(store, cached),
     }
-    n = min(a.clips, len(decoded))
+    n = min(args.clips, len(decoded))
     rates = {name: [] for name in loaders}
-    for _ in range(a.repeats):
+    for _ in range(args.repeats):
         for name, ds in loaders.items():
-            rates[name].append(clips_per_s(ds, n, a.batch, a.workers))
+            rates[name].append(common.loader_clips_per_s(ds, n, args.batch, args.workers))
     base = statistics.median(rates["peer-style (glob + PIL per frame)"])
-    print(f"T={a.frames}, {a.size}px frames, {n} training clips, batch {a.batch}, {a.workers} workers, "
-          f"median of {a.repeats} interleaved repetitions:")
+    print(f"T={args.frames}, {args.size}px frames, {n} training clips, batch {args.batch}, {args.workers} workers, "
+          f"median of {args.repeats} interleaved repetitions:")
     for name, r in rates.items():
         med = statistics.median(r)
         print(f"  {name:36s} {med:8.1f} clips/s   {med / base:5.1f}x   (runs: {', '.join(f'{v:.0f}' for v in r)})")

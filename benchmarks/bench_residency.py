@@ -18,17 +18,21 @@ Repetitions interleave two states of the cache's pages:
 Medians of clips/s and their ratio. Needs the feature cache (``python -m msstlib.features``).
 """
 
-import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from msstlib import features as FT
-from msstlib.config import PRESETS
+from msstlib import features
 from msstlib.data import ClipDataset, EpochBatches, keep_resident
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 
 def drop_pages(path) -> None:
@@ -39,23 +43,23 @@ def drop_pages(path) -> None:
         os.close(fd)
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--annotations", required=True)
-    p.add_argument("--root", required=True)
-    p.add_argument("--backbone-weights", required=True)
-    p.add_argument("--frames", type=int, default=4)
-    p.add_argument("--clips", type=int, default=1200, help="training clips per pass (0: all of fold 1's)")
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
-    preset = PRESETS["cpu"]
-    data = preset.data.__class__(**{**preset.data.__dict__, "frames": a.frames})
-    clips = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=data, raw=True)
-    n = min(a.clips or len(clips), len(clips))
+def main(argv: list[str] | None = None) -> None:
+    parser = common.ArgumentParser(prog="python benchmarks/bench_residency.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--annotations", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--backbone-weights", required=True)
+    parser.add_argument("--frames", type=common.positive, default=4)
+    parser.add_argument("--clips", type=int, default=1200, help="training clips per pass (0: all of fold 1's)")
+    parser.add_argument("--repeats", type=common.positive, default=3)
+    args = parser.parse_args(argv)
+    clips = ClipDataset(args.annotations, args.root, fold=1, train=True, cfg=common.cpu_data(args.frames), raw=True)
+    n = min(args.clips or len(clips), len(clips))
+
+    def store_now() -> features.FeatureStore:
+        return common.require_features(args.annotations, args.root, args.backbone_weights)
 
     def one_pass(epoch: int) -> float:
-        store = FT.open_store(a.annotations, a.root, a.backbone_weights, 64, preset.model.stages)
-        ds = FT.FeatureClipDataset(store, clips)
+        ds = features.FeatureClipDataset(store_now(), clips)
         batches = EpochBatches(len(clips), 16, shuffle=True, seed=0)
         batches.set_epoch(epoch)  # another epoch's draws each pass: nothing is read twice by chance
         t, seen = time.perf_counter(), 0
@@ -65,16 +69,15 @@ def main():
                 break
         return seen / (time.perf_counter() - t)
 
-    store = FT.open_store(a.annotations, a.root, a.backbone_weights, 64, preset.model.stages)
-    assert store is not None, "build the feature cache first: python -m msstlib.features ..."
+    store = store_now()
     path, size_gb = store.path, store.array.nbytes / 1e9
     del store
     speeds = {"evicted": [], "pinned": []}
     lock_s = []
-    for rep in range(a.repeats):
+    for rep in range(args.repeats):
         drop_pages(path)
         speeds["evicted"].append(one_pass(2 * rep))
-        pin = FT.open_store(a.annotations, a.root, a.backbone_weights, 64, preset.model.stages)
+        pin = store_now()
         drop_pages(path)
         t = time.perf_counter()
         state = keep_resident(pin.array)
@@ -84,7 +87,7 @@ def main():
         print(f"repeat {rep + 1}: evicted {speeds['evicted'][-1]:.0f} clips/s, pinned ({state}) "
               f"{speeds['pinned'][-1]:.0f} clips/s, pinning took {lock_s[-1]:.1f} s", flush=True)
     ev, pi = statistics.median(speeds["evicted"]), statistics.median(speeds["pinned"])
-    print(f"\nT={a.frames}, {n} clips per pass, cache {size_gb:.2f} GB, medians of {a.repeats}:")
+    print(f"\nT={args.frames}, {n} clips per pass, cache {size_gb:.2f} GB, medians of {args.repeats}:")
     print(f"| cache pages | clips/s | ratio |\n|---|---|---|\n| evicted | {ev:.0f} | 1.00x |\n"
           f"| pinned | {pi:.0f} | {pi / ev:.1f}x |")
     print(f"pinning (reading the whole file once, then shared by every job): median {np.median(lock_s):.1f} s")

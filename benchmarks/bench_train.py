@@ -14,75 +14,56 @@ repetitions interleaved, medians of clips/s and ratios to the first line:
   adopted: see benchmarks/README.md).
 """
 
-import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from msstlib import features as FT
-from msstlib.config import PRESETS
+from msstlib import features
 from msstlib.data import ClipDataset, EpochBatches, to_model_input
-from msstlib.model import build_model
-from msstlib.train import make_optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--annotations", required=True)
-    p.add_argument("--root", required=True)
-    p.add_argument("--backbone-weights", required=True)
-    p.add_argument("--frames", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    preset = PRESETS["cpu"]
-    data = preset.data.__class__(**{**preset.data.__dict__, "frames": a.frames})
-    torch.manual_seed(0)
-    model = build_model(preset.model.replace(depths=(1, 1, 1), backbone_weights=a.backbone_weights))
-    model.backbone.requires_grad_(False)
-    model = model.to(memory_format=torch.channels_last)
-    model.train()
-    model.backbone.eval()
-    opt = make_optimizer(model, preset.train)
-    store = FT.open_store(a.annotations, a.root, a.backbone_weights, 64, preset.model.stages)
-    assert store is not None, "build the feature cache first: python -m msstlib.features ..."
-    frames = ClipDataset(a.annotations, a.root, fold=1, train=True, cfg=data, raw=True)
-    feats = FT.FeatureClipDataset(store, frames)
-    wrapped = FT.FeatureInput(model, store.layout)
+def main(argv: list[str] | None = None) -> None:
+    parser = common.ArgumentParser(prog="python benchmarks/bench_train.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--annotations", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--backbone-weights", required=True)
+    parser.add_argument("--frames", type=common.positive, default=4)
+    parser.add_argument("--threads", type=common.positive, default=1)
+    parser.add_argument("--steps", type=common.positive, default=20)
+    parser.add_argument("--repeats", type=common.positive, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    store = common.require_features(args.annotations, args.root, args.backbone_weights)
+    setup = common.frozen_setup(weights=args.backbone_weights, layout=store.layout, channels_last=True)
+    frames = ClipDataset(args.annotations, args.root, fold=1, train=True, cfg=common.cpu_data(args.frames), raw=True)
+    feats = features.FeatureClipDataset(store, frames)
     batches = EpochBatches(len(frames), 16, shuffle=True, seed=0)
 
-    def loader(ds):
-        return DataLoader(ds, batch_sampler=batches, num_workers=0)
+    def loader(dataset):
+        return DataLoader(dataset, batch_sampler=batches, num_workers=0)
 
-    in_memory = [b for _, b in zip(range(a.steps), loader(feats))]
-
-    def step(net, x, y, bf16):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    in_memory = [batch for _, batch in zip(range(args.steps), loader(feats))]
 
     def run(kind: str, bf16: bool = False) -> float:
-        t, n = time.perf_counter(), 0
+        start, seen = time.perf_counter(), 0
         if kind == "frames":
-            for _, (x, y) in zip(range(a.steps), loader(frames)):
-                step(model, to_model_input(x), y, bf16)
-                n += len(y)
-        elif kind == "features":
-            for _, (x, y) in zip(range(a.steps), loader(feats)):
-                step(wrapped, x.float(), y, bf16)
-                n += len(y)
+            for _, (x, y) in zip(range(args.steps), loader(frames)):
+                common.train_step(setup.model, setup.optimizer, to_model_input(x), y, bf16)
+                seen += len(y)
         else:
-            for x, y in in_memory:
-                step(wrapped, x.float(), y, bf16)
-                n += len(y)
-        return n / (time.perf_counter() - t)
+            source = zip(range(args.steps), loader(feats)) if kind == "features" else enumerate(in_memory)
+            for _, (x, y) in source:
+                common.train_step(setup.net, setup.optimizer, x.float(), y, bf16)
+                seen += len(y)
+        return seen / (time.perf_counter() - start)
 
     variants = {"frames: loader + backbone + rest": ("frames", False),
                 "features: loader + rest": ("features", False),
@@ -92,18 +73,19 @@ def main():
     for kind, bf16 in variants.values():  # warm-up
         run(kind, bf16)
     rates = {name: [] for name in variants}
-    for _ in range(a.repeats):
+    for _ in range(args.repeats):
         for name, (kind, bf16) in variants.items():
             rates[name].append(run(kind, bf16))
     base = statistics.median(next(iter(rates.values())))
-    print(f"T={a.frames}, batch 16, {a.steps} steps, {a.threads} thread(s), median of {a.repeats} interleaved runs:")
-    for name, r in rates.items():
-        med = statistics.median(r)
-        print(f"  {name:42s} {med:7.1f} clips/s  {med / base:5.2f}x")
-    load, mem = statistics.median(rates["features: loader + rest"]), statistics.median(
+    print(f"T={args.frames}, batch 16, {args.steps} steps, {args.threads} thread(s), median of {args.repeats} "
+          f"interleaved runs:")
+    for name, runs in rates.items():
+        median = statistics.median(runs)
+        print(f"  {name:42s} {median:7.1f} clips/s  {median / base:5.2f}x")
+    load, alone = statistics.median(rates["features: loader + rest"]), statistics.median(
         rates["features: rest only, in memory"])
-    print(f"  the feature-cache step runs at {100 * load / mem:.0f} % of the model alone (the loader's share: "
-          f"{100 * (1 - load / mem):.0f} %)")
+    print(f"  the feature-cache step runs at {100 * load / alone:.0f} % of the model alone (the loader's share: "
+          f"{100 * (1 - load / alone):.0f} %)")
 
 
 if __name__ == "__main__":

@@ -32,27 +32,27 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from data_prep import video as V  # noqa: E402
+from data_prep import video  # noqa: E402
 
 
 def decode(path: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
-    n = sum(1 for _ in V.frames_of(path))
+    n = sum(1 for _ in video.frames_of(path))
     return time.perf_counter() - t0, n
 
 
-def detect_all(path: Path, detector: V.FaceDetector) -> float:
-    frames = list(V.frames_of(path))
+def detect_all(path: Path, detector: video.FaceDetector) -> float:
+    frames = list(video.frames_of(path))
     t0 = time.perf_counter()
     for f in frames:
         detector.boxes(f)
     return time.perf_counter() - t0
 
 
-def whole(path: Path, detector: V.FaceDetector, every: int) -> float:
+def whole(path: Path, detector: video.FaceDetector, every: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        V.process(path, Path(tmp) / "clips", detector, every=every, progress=False)
+        video.process(path, Path(tmp) / "clips", detector, every=every, progress=False)
         return time.perf_counter() - t0
 
 
@@ -66,27 +66,27 @@ def predicting(crops: Path, model: Path, cam_windows: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--videos", nargs="+", default=["single_face.mp4", "WolfgangLanger_Pexels.mp4"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--every", type=int, nargs="+", default=[1, 5])
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--model", type=Path, help="an exported model: also time msstlib.predict")
-    args = p.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", nargs="+", default=["single_face.mp4", "WolfgangLanger_Pexels.mp4"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--every", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="an exported model: also time msstlib.predict")
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    detector = V.FaceDetector()
+    detector = video.FaceDetector()
     report = {}
     for name in args.videos:
-        path = V.sample_video(name)
+        path = video.sample_video(name)
         import av
 
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            fps, size = float(s.average_rate), (s.codec_context.width, s.codec_context.height)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps, size = float(stream.average_rate), (stream.codec_context.width, stream.codec_context.height)
         times: dict[str, list[float]] = {"decode": [], "detect": [], **{f"every {k}": [] for k in args.every}}
         n = 0
         crops = Path(tempfile.mkdtemp()) / "clips"
-        V.process(path, crops, detector, every=max(args.every), progress=False)
+        video.process(path, crops, detector, every=max(args.every), progress=False)
         if args.model:
             times["predict"], times["predict + Grad-CAM"] = [], []
         for _ in range(args.repeats):

@@ -5,41 +5,36 @@
 Prints the operators by self CPU time over 5 steps (after one warm-up step). Needs the study's
 SynDFER, backbone and feature cache (make bench builds them).
 """
+import sys
+from pathlib import Path
+
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.data import DataLoader
 
-from msstlib import features as FT
-from msstlib.config import PRESETS
+from msstlib import features
 from msstlib.data import ClipDataset, EpochBatches
-from msstlib.model import build_model
-from msstlib.train import make_optimizer
 
-torch.set_num_threads(1)
-ANN, ROOT, W = "build/syndfer/prepared/annotations.csv", "build/syndfer", "build/backbones/resnet18_syndfer_64px.pt"
-preset = PRESETS["cpu"]
-data = preset.data.__class__(**{**preset.data.__dict__, "frames": 16})
-store = FT.open_store(ANN, ROOT, W, 64, preset.model.stages)
-feats = FT.FeatureClipDataset(store, ClipDataset(ANN, ROOT, fold=1, train=True, cfg=data, raw=True))
-batches = [b for _, b in zip(range(6), DataLoader(feats, batch_sampler=EpochBatches(len(feats), 16, shuffle=True)))]
-m = build_model(preset.model.replace(depths=(1, 1, 1), backbone_weights=W))
-m.backbone.requires_grad_(False)
-m.train()
-m.backbone.eval()
-net = FT.FeatureInput(m, store.layout)
-opt = make_optimizer(m, preset.train)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 
-def step(x, y):
-    loss = F.cross_entropy(net(x.float()).float(), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+def main() -> None:
+    torch.set_num_threads(1)
+    study = common.STUDY
+    store = common.require_features(study.annotations, study.root, study.weights)
+    clips = ClipDataset(study.annotations, study.root, fold=1, train=True, cfg=common.cpu_data(16), raw=True)
+    loader = DataLoader(features.FeatureClipDataset(store, clips), batch_sampler=EpochBatches(len(clips), 16, shuffle=True))
+    batches = [batch for _, batch in zip(range(6), loader)]
+    setup = common.frozen_setup(weights=study.weights, layout=store.layout)
+    x, y = batches[0]
+    common.train_step(setup.net, setup.optimizer, x.float(), y)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for x, y in batches[1:]:
+            common.train_step(setup.net, setup.optimizer, x.float(), y)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=22))
 
 
-step(*batches[0])
-with profile(activities=[ProfilerActivity.CPU]) as prof:
-    for x, y in batches[1:]:
-        step(x, y)
-print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=22))
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from msstlib.study import REGIME_SUFFIX, regime_of
+from msstlib.builds import REGIME_SUFFIX
+from msstlib.render import regime_of
 
 OVERHEAD_S = 15.2  # measured per row on the 2-core machine (module docstring)
 FIVE_FOLD_REGIMES = ("default", "dfew-like")  # the regimes the five-fold study ran (dfew-calibrated: builds only)
@@ -37,9 +38,9 @@ def durations(results: Path, jobs: int, overhead_s: float) -> pd.DataFrame:
             raise FileNotFoundError(f"{table} is missing; make it with `python -m msstlib.study --dataset "
                                     f"synthetic --preset cpu --folds 1 2 3 4 5 --collect`")
         runs = pd.read_csv(table)
-        g = runs.groupby(["frames", "seed"]).agg(rows=("wall_s", "size"), train_s=("wall_s", "sum")).reset_index()
-        g.insert(0, "regime", regime)
-        parts.append(g)
+        grouped = runs.groupby(["frames", "seed"]).agg(rows=("wall_s", "size"), train_s=("wall_s", "sum")).reset_index()
+        grouped.insert(0, "regime", regime)
+        parts.append(grouped)
     out = pd.concat(parts, ignore_index=True)
     out["wall_min"] = (out.train_s / jobs + out.rows * overhead_s / jobs) / 60
     out["train_min"] = out.train_s / 60
@@ -47,24 +48,24 @@ def durations(results: Path, jobs: int, overhead_s: float) -> pd.DataFrame:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--results", type=Path, default=Path("results"))
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--overhead-s", type=float, default=OVERHEAD_S)
-    a = ap.parse_args(argv)
-    if a.jobs < 1 or a.overhead_s < 0:
-        ap.error("--jobs must be at least 1 and --overhead-s at least 0")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--overhead-s", type=float, default=OVERHEAD_S)
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.overhead_s < 0:
+        parser.error("--jobs must be at least 1 and --overhead-s at least 0")
     try:
-        d = durations(a.results, a.jobs, a.overhead_s)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+        table = durations(args.results, args.jobs, args.overhead_s)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)
-    print(d.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    by = d.groupby("regime")[["rows", "train_min", "wall_min"]].sum()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    by = table.groupby("regime")[["rows", "train_min", "wall_min"]].sum()
     print()
     print(by.to_string(float_format=lambda v: f"{v:.1f}"))
-    print(f"\nall rows: {int(d.rows.sum())}, {d.wall_min.sum() / 60:.1f} h at {a.jobs} jobs "
-          f"({d.train_min.sum() / 60:.1f} h of training, {a.overhead_s:g} s overhead per row)")
+    print(f"\nall rows: {int(table.rows.sum())}, {table.wall_min.sum() / 60:.1f} h at {args.jobs} jobs "
+          f"({table.train_min.sum() / 60:.1f} h of training, {args.overhead_s:g} s overhead per row)")
 
 
 if __name__ == "__main__":

@@ -163,6 +163,8 @@ def run_cli(argv: Sequence[str] | None, *, prog: str, description: str, read: Re
     parser.add_argument("--out", required=True, type=Path, help="folder for annotations.csv")
     parser.add_argument("--verify-images", action="store_true",
                         help="decode every frame and report unreadable files (slow)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print nothing on success (problems still go to stderr)")
     args = parser.parse_args(argv)
 
     problems = Problems()
@@ -188,6 +190,7 @@ def run_cli(argv: Sequence[str] | None, *, prog: str, description: str, read: Re
         print(f"{out}: cannot write ({err.strerror or err}). Choose a writable --out.",
               file=sys.stderr)
         return 1
-    print(summarize(annotations))
-    print(f"\nWrote {len(annotations)} clips to {out}")
+    if not args.quiet:
+        print(summarize(annotations))
+        print(f"\nWrote {len(annotations)} clips to {out}")
     return 0

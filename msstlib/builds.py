@@ -8,7 +8,7 @@ the unit of a claim is one build (:mod:`msstlib.claims`). Cross-validation folds
 units: their training sets overlap and they share one backbone (Nadeau & Bengio 2003).
 
 * ``Build(k, regime)`` with ``k >= 1`` is claim build ``b0k``; each gives one unit, measured on one
-  fixed split: the DFEW layout's fold :data:`UNIT_FOLD` as test set (600 of 3,000 clips), the other
+  fixed split: the DFEW layout's fold :data:`msstlib.grid.UNIT_FOLD` as test set (600 of 3,000 clips), the other
   four folds as training set.
 * ``Build(0, regime)`` is the **validation draw** (``val``): every protocol choice made for the
   build study (the LSTM's budget, the DFEW-calibrated regime) is made on it, and no claim reads it.
@@ -38,16 +38,13 @@ from pathlib import Path
 
 from data_prep.synthetic import REGIMES as SYNDFER_REGIMES
 
-from . import config as C
-from . import files
-from . import paths as P
+from . import config, files, paths
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = ROOT / "build" / "backbones" / "resnet18_syndfer_64px.pt"  # the five-fold study's backbone
 REGIMES = tuple(SYNDFER_REGIMES)  # SynDFER's regimes (DESIGN.md §9)
 REGIME_SUFFIX = {r: "" if r == "default" else "-" + r.replace("-", "") for r in REGIMES}  # data and results folders
 
-UNIT_FOLD = 1  # a build's one fixed split: DFEW layout fold 1 is its test set
 CLAIM_BUILDS = tuple(range(1, 9))  # K = 8 builds per claim: the smallest exact sign-flip p is 2/256
 VALIDATION = 0  # the index of the validation draw
 # Seeds: SynDFER draw = DATA_SEED[regime] + index, pre-training draw = PRETRAIN_SEED + index. None
@@ -67,9 +64,9 @@ class Build:
 
     def __post_init__(self) -> None:
         if self.index < 0:
-            raise C.ConfigError(f"build {self.index}: builds are numbered 1, 2, ... (0 is the validation draw)")
+            raise config.ConfigError(f"build {self.index}: builds are numbered 1, 2, ... (0 is the validation draw)")
         if self.regime not in DATA_SEED:
-            raise C.ConfigError(f"--regime {self.regime!r}: builds exist for {', '.join(DATA_SEED)}")
+            raise config.ConfigError(f"--regime {self.regime!r}: builds exist for {', '.join(DATA_SEED)}")
 
     @property
     def name(self) -> str:
@@ -150,7 +147,7 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
     backbone = Path(backbone) if backbone else backbone_path(quick)
     who = f"{label}: " if label else ""
     if not (data / "syndfer_params.json").exists():
-        with step(f"{who}SynDFER ({regime} regime, seed {seed}): rendering {clips} clips into {P.relative(data)}"):
+        with step(f"{who}SynDFER ({regime} regime, seed {seed}): rendering {clips} clips into {paths.relative(data)}"):
             subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed",
                             str(seed), "--regime", regime], check=True, cwd=ROOT)
     ann = data / "prepared" / "annotations.csv"
@@ -188,6 +185,6 @@ def check_regime(data: Path, regime: str) -> None:
     found = recorded_regime(files.read_json(params, "SynDFER's generator settings",
                                             fix="remove the data folder and generate it again").get("config", {}))
     if found != regime:
-        raise C.ConfigError(f"{P.relative(params)}: these data are not SynDFER's {regime} regime"
+        raise config.ConfigError(f"{paths.relative(params)}: these data are not SynDFER's {regime} regime"
                             + (f" but its {found} regime: pass --regime {found}" if found else "")
                             + f"; or give --root a SynDFER made with --regime {regime}")

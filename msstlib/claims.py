@@ -1,5 +1,8 @@
 """The paper's claims as paired comparisons with 95 % intervals and a verdict (DESIGN.md §9).
 
+What is compared (the configurations and the comparisons) is data of the grid
+(:mod:`msstlib.grid`); this module is the statistics over the runs that landed.
+
 A claim compares two configurations of one study. The unit of comparison is a **fold x seed
 pair**: both configurations trained with the same seed and tested on the same fold's clips, so
 the paired difference of their WAR (or UAR) removes what the fold and the seed share. Why units
@@ -32,92 +35,17 @@ Synthetic results are never DFEW/FERV39k results: the ``regime`` column names th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .config import PRESETS
+from .grid import MSST, UNIT_FOLD, Comparison, Config, build_claims, paper_claims
 from .stats import ALPHA, holm, interval, signflip_p
 
 MARGIN = 1.0  # WAR points: "no loss" for the attention claim (non-inferiority margin)
 VERDICTS = ("supported", "contradicted", "unresolved")
-
-
-# The LSTM baseline rerun at higher learning rates with the shared budget (the cpu preset's lr is
-# 1e-3): the study runs these rows (msstlib.study) and claim (e) compares MSSTNet with each of them.
-LSTM_LEARNING_RATES = (("lr-3e-3", 3e-3), ("lr-1e-2", 1e-2))
-
-
-@dataclass(frozen=True)
-class Config:
-    """One configuration of a study, as the columns of :func:`msstlib.results.load_results` name it."""
-
-    frames: int
-    depths: str = "1-1-1"
-    variant: str = "msstnet"
-    tag: str = ""
-
-    def select(self, df: pd.DataFrame) -> pd.DataFrame:
-        return df[(df["frames"] == self.frames) & (df["depths"] == self.depths) & (df["variant"] == self.variant)
-                  & (df["tag"].isin(["", "seed-spread"]) if self.tag == "" else df["tag"] == self.tag)]
-
-    def label(self) -> str:
-        if self.variant != "msstnet":
-            return f"T{self.frames} {self.variant}" + (f" {self.tag}" if self.tag else "")
-        return f"T{self.frames} d{self.depths.replace('-', '')}" + (f" {self.tag}" if self.tag else "")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``better`` is claimed to beat ``worse`` (or, with ``kind="non-inferior"``, not to lose to it
-    by more than :data:`MARGIN`)."""
-
-    claim: str
-    better: Config
-    worse: Config
-    kind: str = "superior"
-
-    @property
-    def text(self) -> str:
-        return f"{self.better.label()} - {self.worse.label()}"
-
-
-def paper_claims() -> list[Comparison]:
-    """The claims of DESIGN.md §9 (a)-(g) as comparisons on the study's grid."""
-    t4 = lambda d, **kw: Config(4, d, **kw)  # noqa: E731
-    out = []
-    for i, name in enumerate(("T-Former1", "T-Former2", "T-Former3")):  # (a) each stage helps on its own
-        alone = ["0", "0", "0"]
-        alone[i] = "1"
-        out.append(Comparison(f"{name} helps (added to no T-Former)", t4("-".join(alone)), t4("0-0-0")))
-    for other in ("1-1-0", "1-0-1", "0-1-1"):  # (b) all three together is best
-        out.append(Comparison("all three T-Formers together is best", t4("1-1-1"), t4(other)))
-    for t in (4, 8, 12, 16):  # (c) two blocks per T-Former is best, at every T
-        for other in ("1-1-1", "3-3-3"):
-            out.append(Comparison(f"depth 2 is best (T={t})", Config(t, "2-2-2"), Config(t, other)))
-    for lo, hi in ((4, 8), (8, 12), (12, 16), (4, 16)):  # (d) more frames help (depth 2)
-        out.append(Comparison("more frames help (depth 2)", Config(hi, "2-2-2"), Config(lo, "2-2-2")))
-    for v in ("resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet18-tcn"):  # (e) Table 3's ordering
-        out.append(Comparison("the T-Former beats the same backbone's temporal models", t4("1-1-1"),
-                              t4("0-0-0", variant=v)))
-    for tag, _ in LSTM_LEARNING_RATES:  # (e) again, against the LSTM at higher learning rates (same budget)
-        out.append(Comparison("the T-Former beats the same backbone's temporal models", t4("1-1-1"),
-                              t4("0-0-0", variant="resnet18-lstm", tag=tag)))
-    out.append(Comparison("temporal-only attention matches joint attention", t4("1-1-1"),  # (f)
-                          t4("1-1-1", tag="joint-attention"), kind="non-inferior"))
-    out.append(Comparison("the temporal position embedding matters", t4("1-1-1"),  # (g)
-                          t4("1-1-1", tag="no-pos-embed")))
-    return out
-
-
-def compared_rows() -> set[tuple[int, tuple[int, int, int], str, str]]:
-    """``(frames, depths, variant, tag)`` of every configuration a claim compares: the study's rows
-    that need several seeds (``python -m msstlib.study --seeds 1 2``)."""
-    out = set()
-    for c in paper_claims():
-        for cfg in (c.better, c.worse):
-            out.add((cfg.frames, tuple(int(d) for d in cfg.depths.split("-")), cfg.variant, cfg.tag))
-    return out
 
 
 def paired(df: pd.DataFrame, c: Comparison, metric: str = "war", across_epochs: bool = False) -> pd.DataFrame:
@@ -224,12 +152,11 @@ def regime_summary(regimes: dict[str, pd.DataFrame], metric: str = "war") -> pd.
     over the fold x seed units both ran, their ratio, and the paired difference with its interval.
     The issue's target for the DFEW-like regime is a ratio of about 0.85-0.90 (the paper's DFEW:
     0.95, in the ``paper (DFEW)`` row, the paper's numbers)."""
-    msst = Config(4, "1-1-1")
     rows = []
     for regime, df in regimes.items():
         best = None
-        for cand in (Config(4, "0-0-0", variant="resnet18-mean"), Config(4, "0-0-0")):
-            p = paired(df, Comparison("", msst, cand), metric)
+        for cand in (Config(4, (0, 0, 0), "resnet18-mean"), Config(4, (0, 0, 0))):
+            p = paired(df, Comparison("", MSST, cand), metric)
             if len(p) and (best is None or p[f"{metric}_b"].mean() > best[1][f"{metric}_b"].mean()):
                 best = (cand, p)
         if best is None:
@@ -246,30 +173,42 @@ def regime_summary(regimes: dict[str, pd.DataFrame], metric: str = "war") -> pd.
     return pd.DataFrame(rows)
 
 
-def plot_claims(table: pd.DataFrame, ax=None):
-    """Paired differences with their 95 % intervals, one line per comparison, coloured by verdict."""
+def plot_claims(table: pd.DataFrame, metric: str = "war", label: str = ""):
+    """Paired differences with their 95 % intervals, coloured by verdict: one panel per regime,
+    side by side, one line per comparison (the same line in every panel), so that the figure is
+    as tall as one regime's claims. Only ``metric``'s rows (a Grad-CAM energy share is on another
+    scale; its claims are in the tables). ``label`` (a smoke test's) heads the title, in red.
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
     colours = {"supported": "tab:green", "contradicted": "tab:red", "unresolved": "tab:gray", NOT_SHOWN: "tab:orange",
                "did not train": "tab:purple"}
-    t = table.reset_index(drop=True)
-    ax = ax or plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))[1]
-    y = np.arange(len(t))[::-1]
-    for yi, (_, r) in zip(y, t.iterrows()):
-        c = colours[r["verdict"]]
-        if not np.isnan(r["ci_low"]):
-            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=c, lw=2)
-        ax.plot(r["diff_mean"], yi, "o", color=c)
-    ax.axvline(0, color="black", lw=0.8)
+    t = table[table["metric"] == metric] if "metric" in table else table
+    regimes = list(dict.fromkeys(t["regime"]))
+    keys = list(dict.fromkeys(zip(t["claim"], t["comparison"])))
+    y = {k: len(keys) - 1 - i for i, k in enumerate(keys)}
+    fig, axes = plt.subplots(1, max(len(regimes), 1), figsize=(4.5 * max(len(regimes), 1) + 3.5, 0.27 * len(keys) + 1.8),
+                             sharey=True, squeeze=False)
     builds = "folds" not in t
-    ax.set_yticks(y, [f"{r['comparison']}  ({r['regime']}, " + (f"{r['units']} builds" if builds else
-                      f"{r['folds']} folds x {r['seeds']} seeds") + ")" for _, r in t.iterrows()], fontsize=8)
-    metric = t["metric"].iloc[0].upper() if len(t) else "WAR"
+    for ax, regime in zip(axes[0], regimes):
+        rows = t[t["regime"] == regime]
+        for _, r in rows.iterrows():
+            yi, c = y[(r["claim"], r["comparison"])], colours[r["verdict"]]
+            if not np.isnan(r["ci_low"]):
+                ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=c, lw=2)
+            ax.plot(r["diff_mean"], yi, "o", color=c)
+        ax.axvline(0, color="black", lw=0.8)
+        design = (f"{rows['units'].max()} builds" if builds else
+                  f"{rows['folds'].max()} folds x {rows['seeds'].max()} seeds") if len(rows) else "no units"
+        ax.set_title(f"{regime} regime ({design})", fontsize=10)
+    axes[0][0].set_yticks(list(y.values()), [k[1] for k in keys], fontsize=8)
     over = "independent builds" if builds else "folds (seeds averaged within)"
-    ax.set(xlabel=f"paired difference in {metric} (points), 95 % interval over {over}",
-           title="The paper's claims on SynDFER (raw verdicts): green supported, red contradicted, grey unresolved, "
-                 "orange significantly worse, purple did not train")
-    return ax
+    fig.supxlabel(f"paired difference in {metric.upper()} (points), 95 % interval over {over}", fontsize=9)
+    fig.suptitle(label + "The paper's claims on SynDFER (raw verdicts): green supported, red contradicted, grey "
+                 "unresolved, orange significantly worse, purple did not train", fontsize=10,
+                 color="firebrick" if label else "black")
+    fig.tight_layout()
+    return fig
 
 
 # ------------------------------------------------------------------ claims over independent builds
@@ -280,50 +219,11 @@ def plot_claims(table: pd.DataFrame, ax=None):
 # sign-flip p over builds (msstlib.stats); Holm's step-down over the claims of one regime is shown
 # beside it (``verdict_holm``). The five-fold tables above stay the paper-style Table 1 / Table 3.
 
-BUDGET_TAG = "budget"  # an LSTM row at the budget chosen for it on the validation draw (LSTM_BUDGET)
-# The LSTMs' training budget, chosen on the validation draw (build ``val``, never a claim's data):
-# results/calibration/README.md "LSTM budget" gives the sweep and the rule. Every other row keeps
-# the cpu preset's shared budget (AdamW, lr 1e-3, 5 epochs).
-# The validation draw's WAR at the shared budget (lr 1e-3, 5 epochs): resnet18-lstm 30.8 % (majority class
-# 22.8 %), me-lstm 55.7 %; at the chosen budgets 67.7 % and 64.3 % (MSSTNet depth 1, 5 epochs: 58.3 %).
-LSTM_BUDGET = {"resnet18-lstm": {"lr": 3e-4, "epochs": 15}, "me-lstm": {"lr": 3e-3, "epochs": 15}}
 # A configuration whose mean WAR lies within this many points of the majority-class share of the
 # test clips (a model that predicts one class) did not train: its comparisons get no verdict.
 DID_NOT_TRAIN_POINTS = 2.0
 NOT_SHOWN = "non-inferiority not shown (significantly worse)"
 BUILD_VERDICTS = ("supported", "contradicted", "unresolved", NOT_SHOWN, "did not train")
-MATCHED_CLAIM = "the T-Former beats other temporal models on the same MELayer embeddings"
-POOLED_CLAIM = "the T-Former beats Table 3's baselines (they read pooled layer-4 features)"
-
-
-def build_claims() -> list[Comparison]:
-    """The comparisons of the build study: the paper's claims (a)-(g) as :func:`paper_claims`,
-    with the LSTM at its validated budget instead of the shared one and the upward learning-rate
-    sweep, plus the matched baselines (MSSTNet against LSTM / GRU / TCN / the mean over the very
-    MELayer embeddings it reads, ``me-*``)."""
-    from .config import ME_VARIANTS
-
-    t4 = lambda d, **kw: Config(4, d, **kw)  # noqa: E731
-    out = []
-    for c in paper_claims():
-        if c.worse.variant.startswith("resnet18-"):  # Table 3's style: the baselines read pooled layer-4 features
-            c = Comparison(POOLED_CLAIM, c.better, c.worse, c.kind)
-        if c.worse.variant == "resnet18-lstm":
-            if not c.worse.tag:  # Table 3's LSTM, at the budget where it trains
-                out.append(Comparison(c.claim, c.better, t4("0-0-0", variant="resnet18-lstm", tag=BUDGET_TAG)))
-            continue
-        out.append(c)
-        if c.worse.variant == "resnet18-tcn":  # the matched ones after the pooled-layer-4 ones
-            out += [Comparison(MATCHED_CLAIM, t4("1-1-1"),
-                               t4("1-1-1", variant=v, tag=BUDGET_TAG if v == "me-lstm" else "")) for v in ME_VARIANTS]
-    return out
-
-
-def compared_configs(comparisons: list[Comparison]) -> list[Config]:
-    """Every configuration the comparisons read, once each, in order of first use."""
-    return list(dict.fromkeys(cfg for c in comparisons for cfg in (c.better, c.worse)))
-
-
 UNIT_DECIMALS = 10  # a unit's values as claims_units.csv stores them (msstlib.results.FULL_PRECISION)
 
 
@@ -446,7 +346,7 @@ def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) 
     epoch (our result): per configuration whose runs evaluated the test set after every epoch, the
     paired difference max-over-epochs minus last epoch, in WAR and UAR, with its t interval over
     builds. Never a result: a measure of a protocol's optimism."""
-    configs = configs or [Config(4, "1-1-1"), Config(4, "1-1-1", variant="me-gru")]
+    configs = configs or [MSST, Config(4, (1, 1, 1), "me-gru")]
     rows = []
     for cfg in configs:
         sel = cfg.select(df)
@@ -462,14 +362,12 @@ def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) 
 
 def build_claims_note(claims: pd.DataFrame, preset: str = "cpu") -> str:
     """The header of ``claims.md``: what the numbers are, the family, alpha and the rule."""
-    from .builds import UNIT_FOLD
-    from .config import PRESETS
 
     train = PRESETS[preset].train
     per = ", ".join(f"{g}: {n} comparisons" for g, n in claims.groupby("regime", sort=False).size().items())
     return (f"**SynDFER, not DFEW.** Synthetic results of the {preset} preset: frozen pre-trained ResNet-18 "
             f"(each build its own), {train.optimizer.upper() if train.optimizer == 'sgd' else 'AdamW'} lr "
-            f"{train.lr:g}, {train.epochs} epochs (the LSTMs: their validated budget, claims.LSTM_BUDGET), last "
+            f"{train.lr:g}, {train.epochs} epochs (the LSTMs: their validated budget, grid.LSTM_BUDGET), last "
             f"epoch reported. Each comparison is paired within a build; a **unit is one independent build** "
             f"(its own SynDFER draw and its own backbone, one fixed split: fold {UNIT_FOLD} tests 600 clips, the rest "
             f"train), never a fold. `diff_mean` and the 95 % t interval over builds (df = units - 1), in WAR "
@@ -492,8 +390,6 @@ def cam_units(gradcam_dir, regime: str) -> pd.DataFrame:
     ``<gradcam_dir>/<build>/gradcam_like_with_like.csv`` (msstlib.study.build_cam). ``diff`` is the
     build's mean paired difference over its scored clips in the share of map energy on the moving
     muscles; the clip-level interval inside a build stays in that file, as a description."""
-    from pathlib import Path
-
     rows = []
     for f in sorted(Path(gradcam_dir).glob("*/gradcam_like_with_like.csv")):
         for _, r in pd.read_csv(f).iterrows():

@@ -57,7 +57,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from . import inputs
 from .frames import list_frames
-from . import paths as P
+from . import paths
 from .files import atomic_path, read_json, write_json
 from .config import ConfigError
 from .config import DataConfig  # noqa: F401 (re-exported: configs live in msstlib.config)
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     except inputs.USAGE_ERRORS as exc:
         print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2
-    print(f"wrote {P.relative(index)} and {P.relative(cache_paths(index.parent, args.size)[0])}")
+    print(f"wrote {paths.relative(index)} and {paths.relative(cache_paths(index.parent, args.size)[0])}")
     return 0
 
 

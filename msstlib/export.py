@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from . import files, inputs
-from . import paths as P
+from . import paths
 from .checkpoint import CheckpointError
 from .checkpoint import load as load_plain
 from .config import ConfigError, DataConfig, MSSTConfig
@@ -62,7 +62,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> Path:
         "trained_on": {"dataset": result.get("dataset"), "fold": result.get("fold"), "split": result.get("split"),
                        "preset": result.get("preset"), "epochs": result.get("epochs"), "seed": result.get("seed")},
         "result": {"war": result.get("war"), "uar": result.get("uar"), "test_clips": result.get("test_clips")},
-        "exported_from": P.relative(run_dir), "versions": result.get("versions", {}),
+        "exported_from": paths.relative(run_dir), "versions": result.get("versions", {}),
     }
     tensors = {k: v.detach().contiguous() for k, v in ckpt["model"].items()}
     out.parent.mkdir(parents=True, exist_ok=True)

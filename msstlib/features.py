@@ -50,10 +50,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import files, inputs
-from . import paths as P
 from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest, stage_problems
 from .data import ClipDataset, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
 from .data import decode_frame, sample_indices, to_model_input
+from .paths import relative
 
 POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
 DTYPE = np.float16
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                                args.cache_dir)
             if store is not None:
-                print(f"feature cache up to date: {P.relative(store.path)}")
+                print(f"feature cache up to date: {relative(store.path)}")
                 return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
                       args.cache_dir)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2
     npy = index.with_suffix(".npy")
-    print(f"wrote {P.relative(npy)} ({npy.stat().st_size / 1e9:.2f} GB) and {P.relative(index)}")
+    print(f"wrote {relative(npy)} ({npy.stat().st_size / 1e9:.2f} GB) and {relative(index)}")
     return 0
 
 

@@ -23,7 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import paths as P
+from . import paths
 from .config import ConfigError
 from .labels import EMOTIONS, NUM_CLASSES
 
@@ -109,7 +109,7 @@ def check_annotations(annotations: str, root: str, *, fold: int | None = None, s
     (the caller raises), else are raised here."""
     own = problems is None
     problems = problems if problems is not None else Problems()
-    path, folder = Path(P.resolve(annotations)), Path(P.resolve(root))
+    path, folder = Path(paths.resolve(annotations)), Path(paths.resolve(root))
     if not path.is_file():
         problems.add(f"--annotations {annotations}: no such file; prepare the dataset first (python -m "
                      f"data_prep.dfew --root ROOT --out DIR writes DIR/annotations.csv)")

@@ -379,18 +379,3 @@ def build_model(cfg: MSSTConfig) -> nn.Module:
     if cfg.variant == "msstnet" or cfg.variant in ME_VARIANTS:
         return MSSTNet(cfg)
     return ResNet18Mean(cfg) if cfg.variant == "resnet18-mean" else ResNet18Temporal(cfg)
-
-
-def table1_variants(frames: tuple[int, ...] = (4, 8, 12, 16)) -> list[dict]:
-    """The Table 1 grid as plain data: every T-Former subset at T=4 (depth 1), frames x depth 1..3,
-    and the ResNet-18 + temporal-mean baseline. Each row: ``{"frames", "depths", "variant"}``."""
-    rows = [{"frames": 4, "depths": (0, 0, 0), "variant": "resnet18-mean"}]
-    for mask in range(8):
-        depths = tuple((mask >> i) & 1 for i in range(3))
-        rows.append({"frames": 4, "depths": depths, "variant": "msstnet"})
-    for t in frames:
-        for d in (1, 2, 3):
-            row = {"frames": t, "depths": (d, d, d), "variant": "msstnet"}
-            if row not in rows:
-                rows.append(row)
-    return rows

@@ -27,9 +27,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import default
 
-from . import paths as P
+from . import paths
 from .config import ConfigError
 from .files import atomic_path
+
+NOTEBOOKS = paths.REPO / "notebooks"  # the source notebooks: train_eval, tables, gradcam, data_overview, predict
 
 
 class LocalKernelManager(AsyncKernelManager):
@@ -60,7 +62,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict, *, log_o
     import papermill as pm
 
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(P.REPO),
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(paths.REPO),
                             progress_bar=progress_bar, log_output=log_output, kernel_name="python3",
                             kernel_manager_class=LocalKernelManager)
     finally:
@@ -68,6 +70,8 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict, *, log_o
 
 
 def _relocate_metadata(path: Path) -> None:
+    """An executed copy as it is committed: papermill's paths repository-relative, in the form
+    JupyterLab saves (:func:`lab_form`), so that opening it changes nothing."""
     if not path.exists():
         return
     import nbformat
@@ -76,9 +80,9 @@ def _relocate_metadata(path: Path) -> None:
     meta = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = P.relative(meta[key])
+            meta[key] = paths.relative(meta[key])
     with atomic_path(path) as tmp:
-        nbformat.write(nb, tmp)
+        tmp.write_text(lab_form(nb))
 
 
 # ------------------------------------------------------------------ parameters as users type them
@@ -140,18 +144,43 @@ LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_ext
                  "pygments_lexer": "ipython3", "version": "3.11.7"}
 
 
+def lab_form(nb) -> str:
+    """A notebook's text in the form JupyterLab saves it: this kernelspec and language_info,
+    nbformat's JSON layout, a final newline."""
+    import nbformat
+
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+    return nbformat.writes(nb) + "\n"
+
+
 def jupyterlab_form(path: str | Path) -> bool:
-    """Rewrite a source notebook in the form JupyterLab saves (metadata, cell ids, nbformat's JSON
-    layout); returns whether it changed."""
+    """Rewrite a notebook (a source, or an executed copy: only its metadata and layout change) in
+    the form JupyterLab saves; returns whether it changed."""
     import nbformat
 
     path = Path(path)
     before = path.read_text()
-    nb = nbformat.reads(before, as_version=4)
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
-    after = nbformat.writes(nb) + "\n"
+    after = lab_form(nbformat.reads(before, as_version=4))
     if after != before:
         with atomic_path(path) as tmp:
             tmp.write_text(after)
     return after != before
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m msstlib.notebooks FILE_OR_FOLDER ...``: put notebooks (folders: every ``*.ipynb``
+    under them) in the form JupyterLab saves; prints how many changed."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m msstlib.notebooks", description=main.__doc__)
+    p.add_argument("paths", nargs="+")
+    args = p.parse_args(argv)
+    found = [q for a in map(Path, args.paths) for q in (sorted(a.rglob("*.ipynb")) if a.is_dir() else [a])]
+    changed = sum(jupyterlab_form(q) for q in found)
+    print(f"{changed} of {len(found)} notebooks rewritten in JupyterLab's form")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -76,7 +76,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from . import files, inputs
-from . import paths as P
+from . import paths
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -103,7 +103,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> Pat
     out = Path(out)
     meta_path = out.with_suffix(".json")
     if out.exists() and meta_path.exists() and files.read_json(meta_path, "the backbone's parameters").get("config") == asdict(cfg):
-        print(f"pre-trained backbone up to date: {P.relative(out)}")
+        print(f"pre-trained backbone up to date: {paths.relative(out)}")
         return out
     # The weights depend on the thread count (reductions split differently), so it is fixed: a
     # machine with more cores pre-trains the same backbone as the two-core one (README "Builds").
@@ -156,7 +156,7 @@ def _train(cfg: PretrainConfig, out: Path, meta_path: Path, progress: bool = Tru
     meta = {"config": asdict(cfg), "held_out_r2_per_dimension": [round(float(v), 4) for v in r2],
             "seconds": round(time.time() - t0, 1), "frames": len(frames)}
     files.write_json(meta_path, meta, indent=1)
-    print(f"pre-trained backbone -> {P.relative(out)}; held-out R^2 per movement dimension: "
+    print(f"pre-trained backbone -> {paths.relative(out)}; held-out R^2 per movement dimension: "
           + " ".join(f"{v:.2f}" for v in r2) + f" ({meta['seconds']} s)")
     if (r2 < 0).any():
         print(f"  ({int((r2 < 0).sum())} of {len(r2)} R^2 below 0: worse than predicting each movement's mean. "

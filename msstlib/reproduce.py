@@ -29,9 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import claims as K
-from . import files, inputs
-from . import results as R
+from . import claims, files, grid, inputs, results
 from .builds import REGIME_SUFFIX, ROOT
 
 SPREAD_FLOOR = 1.0  # WAR points: the least tolerance against another build
@@ -83,18 +81,18 @@ def verdicts_compared(committed: pd.DataFrame, rerun: pd.DataFrame, regime: str,
                       committed_cam: pd.DataFrame | None = None, rerun_cam: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each claim's verdict from the re-run units and from the committed units of the same builds
     (WAR units, and Grad-CAM units when given)."""
-    comparisons = K.build_claims()
-    ru = K.build_units(rerun, regime, comparisons)
+    comparisons = grid.build_claims()
+    ru = claims.build_units(rerun, regime, comparisons)
     if rerun_cam is not None and len(rerun_cam):
         ru = pd.concat([ru, rerun_cam], ignore_index=True)
     if not len(ru):
         return pd.DataFrame(columns=["claim", "comparison", "units", "committed", "rerun", "agrees"])
-    cu = K.build_units(committed[committed["build_name"].isin(set(ru["unit"]))], regime, comparisons)
+    cu = claims.build_units(committed[committed["build_name"].isin(set(ru["unit"]))], regime, comparisons)
     if committed_cam is not None and len(committed_cam):
         cu = pd.concat([cu, committed_cam], ignore_index=True)
     keys = set(map(tuple, ru[["comparison", "unit"]].values))
     cu = cu[[(c, u) in keys for c, u in cu[["comparison", "unit"]].values]]  # the same units on both sides
-    a, b = K.claims_from_units(cu), K.claims_from_units(ru)
+    a, b = claims.claims_from_units(cu), claims.claims_from_units(ru)
     if not len(a):
         a = pd.DataFrame(columns=b.columns)
     m = b.merge(a, on=["claim", "comparison"], how="left", suffixes=("_rerun", "_committed"))
@@ -151,17 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     where = f"{args.dataset}{REGIME_SUFFIX[args.regime]}/builds/runs"
     try:
-        rerun = R.load_results(Path(args.rerun) / where)
+        rerun = results.load_results(Path(args.rerun) / where)
         if not len(rerun):
             raise inputs.InputError(f"--rerun {args.rerun}: no re-run rows under {where}; run `make reproduce` (or "
                                     f"python -m msstlib.study --dataset synthetic --builds 1 2 --frames 4 "
                                     f"--results-root {args.rerun}) first")
-        committed = R.load_results(Path(args.committed) / where)
+        committed = results.load_results(Path(args.committed) / where)
     except inputs.USAGE_ERRORS as exc:
         print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2
     rows = rows_compared(committed, rerun)
-    cams = {side: K.cam_units(Path(root) / where.replace("runs", "gradcam"), args.regime)
+    cams = {side: claims.cam_units(Path(root) / where.replace("runs", "gradcam"), args.regime)
             for side, root in (("committed", args.committed), ("rerun", args.rerun))}
     same = {b for b, g in rows.groupby("build") if (g["compared"] == "same build: exactly").all()}
     cam = cam_compared(cams["committed"], cams["rerun"], same)

@@ -39,10 +39,14 @@ FIX = ("give a ResNet-18 state dict: torchvision's (torch.save(resnet18().state_
 
 @lru_cache(maxsize=1)
 def reference() -> dict:
-    """torchvision ResNet-18's keys and shapes (built once, never downloaded)."""
+    """torchvision ResNet-18's keys and shapes (built once, never downloaded). Built under
+    ``fork_rng``: its random initialisation must not draw from the generator a run has just seeded
+    (the first run of a process would otherwise train other weights under the same run id)."""
+    import torch
     from torchvision.models import resnet18
 
-    return {k: tuple(v.shape) for k, v in resnet18(weights=None).state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        return {k: tuple(v.shape) for k, v in resnet18(weights=None).state_dict().items()}
 
 
 def _is_state(obj) -> bool:

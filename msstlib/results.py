@@ -8,7 +8,6 @@ the paper measured DFEW / FERV39k.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,15 +15,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import paths as P
+from . import paths
 from .config import build_of
 from .files import read_json
+from .grid import REPLICATE_TAG
 from .labels import EMOTIONS
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
-# Study row folders: T04_d111_s0_fold1_<run id>, T04_d111_no-pos-embed_s0_fold1_<run id> (a tagged row),
-# b03_T04_melstm_s0_fold1_<run id> (a row of build b03, msstlib.builds).
-_ROW = re.compile(r"^(?:(?:b\d+|val)_)?T\d+_(?:d\d{3}|(?:r18|me)(?:mean|lstm|gru|tcn))(?:_(?P<tag>.+?))?_s\d+_")
 # What a table cell is: one configuration (``config_id``: the run identity without fold and seed),
 # shown with the fields a reader needs to tell configurations apart. Cells never mix presets,
 # epoch counts or any other result-changing field.
@@ -33,13 +30,7 @@ BASELINE_LABELS = {"resnet18-mean": "ResNet-18 + temporal mean (baseline)",
                    "resnet18-lstm": "ResNet-18 + LSTM (baseline)", "resnet18-gru": "ResNet-18 + GRU (baseline)",
                    "resnet18-tcn": "ResNet-18 + TCN (baseline)"}
 # Tags of rows that repeat a table row with another seed (not a change to it).
-REPLICATE_TAGS = ("", "seed-spread")
-
-
-def row_tag(run: str) -> str:
-    """What a study row tests beyond Table 1 ("no-pos-embed", "sgd", ...), "" for a table row."""
-    m = _ROW.match(run)
-    return (m.group("tag") or "") if m else ""
+REPLICATE_TAGS = ("", REPLICATE_TAG)
 
 
 def _majority(confusion) -> float:
@@ -59,7 +50,7 @@ def load_results(runs_dir: str | Path) -> pd.DataFrame:
         model = r.get("config", {}).get("model", {})
         row = {
             "run": path.parent.name, "run_id": r.get("run_id"), "config_id": r.get("config_id"),
-            "tag": r.get("tag", row_tag(path.parent.name)), "dataset": r["dataset"], "fold": r.get("fold"),
+            "tag": r["tag"], "dataset": r["dataset"], "fold": r.get("fold"),
             "split": r.get("split"), "frames": r["frames"], "depths": "-".join(map(str, r["depths"])),
             "variant": r["variant"], "pos_embed": model.get("temporal_pos_embed", True), "seed": r["seed"],
             "preset": r["preset"], "epochs": r["epochs"], "war": 100 * r["war"], "uar": 100 * r["uar"],
@@ -89,7 +80,7 @@ def load_study(runs_dir: str | Path) -> pd.DataFrame:
     """:func:`load_results` for a notebook that needs runs: a relative ``runs_dir`` is found from
     the working directory or else from the repository (:func:`msstlib.paths.resolve`), and finding
     no run at all is an error that says where it looked and what to run, never an empty table."""
-    path = Path(P.resolve(runs_dir))
+    path = Path(paths.resolve(runs_dir))
     df = load_results(path) if path.is_dir() else pd.DataFrame()
     if len(df) == 0:
         raise FileNotFoundError(f"no result.json under {path}: run the study first (`make reproduce`, or "
@@ -206,7 +197,7 @@ def load_diverged(runs_dir: str | Path) -> pd.DataFrame:
             continue  # the run finished later: the divergence record is stale
         d = read_json(path, "a run's divergence record", fix="remove its run folder and run the row again")
         last = d["log"][-1] if d["log"] else {}
-        rows.append({"run": path.parent.name, "tag": d.get("tag", row_tag(path.parent.name)), "preset": d["preset"],
+        rows.append({"run": path.parent.name, "tag": d["tag"], "preset": d["preset"],
                      "frames": d["frames"], "depths": "-".join(map(str, d["depths"])), "variant": d["variant"],
                      "fold": d["fold"], "outcome": d["message"].split(";")[0], "epochs_done": last.get("epoch", 0)})
     return pd.DataFrame(rows, columns=["run", "tag", "preset", "frames", "depths", "variant", "fold", "outcome",
@@ -228,7 +219,7 @@ def tagged_rows(df: pd.DataFrame, diverged: pd.DataFrame | None = None) -> pd.Da
     return out[cols].sort_values(keys + ["tag"]).reset_index(drop=True)
 
 
-def _family(df: pd.DataFrame, family: tuple[str, int] | None) -> tuple[pd.DataFrame, str]:
+def one_family(df: pd.DataFrame, family: tuple[str, int] | None) -> tuple[pd.DataFrame, str]:
     """The runs of one (preset, epochs) family (default: the one with most runs) and its label."""
     preset, epochs = family or families(df)[0]
     return df[(df["preset"] == preset) & (df["epochs"] == epochs)], f"{preset} preset, {epochs} epochs"
@@ -236,7 +227,7 @@ def _family(df: pd.DataFrame, family: tuple[str, int] | None) -> tuple[pd.DataFr
 
 def heatmap(df: pd.DataFrame, ax=None, value: str = "war", family: tuple[str, int] | None = None):
     """``value`` over frames (rows) x depth (columns) for uniform-depth MSSTNet rows of one family."""
-    df, label = _family(df, family)
+    df, label = one_family(df, family)
     sel = df[(df["variant"] == "msstnet") & df["depths"].isin(["1-1-1", "2-2-2", "3-3-3"])]
     summary = _summary(sel, ["frames", "depths"], [value])
     if summary.duplicated(["frames", "depths"]).any():
@@ -249,7 +240,7 @@ def heatmap(df: pd.DataFrame, ax=None, value: str = "war", family: tuple[str, in
 
 
 def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None, family: tuple[str, int] | None = None):
-    df, label = _family(df, family)
+    df, label = one_family(df, family)
     sel = df[(df["variant"] == "msstnet") & (df["depths"] == depths)]
     s = _summary(sel, ["frames"], list(EMOTIONS)).melt(id_vars=["frames", "config_id"], value_vars=list(EMOTIONS),
                                                       var_name="class", value_name="accuracy")
@@ -264,12 +255,26 @@ def per_class_bars(df: pd.DataFrame, depths: str = "2-2-2", ax=None, family: tup
 
 
 def plot_curves(log: pd.DataFrame, axes=None):
-    """Training loss and test WAR/UAR per epoch from a ``log.csv``."""
+    """Training loss and accuracy (train accuracy, test WAR/UAR, in %) per epoch from a ``log.csv``;
+    test metrics only at the epochs that evaluated them (``TrainConfig.test_every``). A one-epoch
+    run has no curve: its figures are written in the panels instead of drawn as single dots."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    log.plot(x="epoch", y="loss", ax=axes[0], marker="o", title="training loss")
-    log.plot(x="epoch", y=["train_acc", "test_war", "test_uar"], ax=axes[1], marker="o", title="accuracy")
-    axes[1].set_ylim(0, 1)
+    percent = log.assign(**{c: 100 * log[c] for c in ("train_acc", "test_war", "test_uar") if c in log})
+    if len(log) == 1:
+        r = percent.iloc[0]
+        axes[0].text(0.5, 0.5, f"one epoch\ntraining loss {r['loss']:.3f}", ha="center", va="center", fontsize=12)
+        axes[1].text(0.5, 0.5, f"one epoch\ntrain accuracy {r['train_acc']:.1f} %\n"
+                     f"test WAR {r['test_war']:.1f} %   UAR {r['test_uar']:.1f} %", ha="center", va="center",
+                     fontsize=12)
+        for ax, title in zip(axes, ("training loss", "accuracy (%)")):
+            ax.set(title=title, xticks=[], yticks=[])
+        return axes
+    percent.plot(x="epoch", y="loss", ax=axes[0], marker="o", title="training loss")
+    percent.plot(x="epoch", y="train_acc", ax=axes[1], marker="o", title="accuracy (%)")
+    tested = percent.dropna(subset=["test_war"])
+    tested.plot(x="epoch", y=["test_war", "test_uar"], ax=axes[1], marker="o")
+    axes[1].set_ylim(0, 100)
     return axes
 
 
@@ -290,6 +295,50 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     from one unit")."""
     keep = {"ci_low", "ci_high", "mde"}
     return table.drop(columns=[c for c in table.columns if table[c].isna().all() and c not in keep])
+
+
+IDS = ("config_id", "run_id")  # hashes: in the files, not on the page
+FAMILY = ("preset", "epochs")  # shown on the page only where they tell rows apart
+
+
+def _paper_beside_ours(columns: list[str]) -> list[str]:
+    """Each ``ours_<metric>`` column followed by the paper's columns of that metric (``paper_war_dfew``,
+    ``paper_dfew_war``, ...), the paper's others last."""
+    paper = [c for c in columns if c.startswith("paper_")]
+    out, placed = [], set()
+    for c in columns:
+        if c.startswith("paper_"):
+            continue
+        out.append(c)
+        if c.startswith("ours_"):
+            metric = c[len("ours_"):].lower()
+            mine = [p for p in paper if p not in placed and metric in p.lower().split("_")[1:]]
+            out += mine
+            placed.update(mine)
+    return out + [p for p in paper if p not in placed]
+
+
+def page(table: pd.DataFrame, shares: tuple[str, ...] = (), precision: int = 1):
+    """A table as a notebook shows it, shaped for the page (the CSV and Markdown files keep every
+    column at their precision): no all-empty columns (:func:`readable`), no run hashes, preset and
+    epochs only where they differ between rows, each ``ours_*`` mean with its ``± std`` in one cell, the
+    paper's columns beside ours, one decimal, and a dash where there is no value (never NaN).
+    ``shares``: columns holding shares in [0, 1], shown in percent like every metric."""
+    t = readable(table).copy()
+    t = t.drop(columns=[c for c in IDS if c in t] + [c for c in FAMILY if c in t and t[c].nunique(dropna=False) <= 1])
+    for c in [c for c in shares if c in t]:
+        t[c] = 100 * t[c]
+    for std in [c for c in t.columns if c.endswith("_std") and c[:-len("_std")] in t]:
+        mean = std[:-len("_std")]
+        t[mean] = [("–" if pd.isna(m) else f"{m:.{precision}f}") + ("" if pd.isna(v) else f" ± {v:.{precision}f}")
+                   for m, v in zip(t[mean], t[std])]
+        t = t.drop(columns=std)
+    t = t[_paper_beside_ours(list(t.columns))]
+    numbers = [c for c in t.columns if pd.api.types.is_float_dtype(t[c])]
+    shown = {c: f"{{:.{precision}f}}" for c in numbers}
+    shown |= {c: "{:.2f}" for c in numbers if "gflops" in c.lower()}  # a model's cost: two decimals
+    shown |= {c: "{:.3f}" for c in numbers if c.startswith("p_") or c == "ratio" or c.endswith("_p")}  # p, ratios
+    return t.style.format(shown, na_rep="–").hide(axis="index")
 
 
 # Tables that are data other tables are recomputed from (claims.csv from claims_units.csv): written

@@ -1,56 +1,55 @@
 """Builds as replicates: independent draws, one fixed split, the build grid, dropping caches."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from msstlib import builds as B
-from msstlib import claims as K
-from msstlib import study
+from msstlib import builds, claims, grid, render, runs, study
 from msstlib.pretrain import PretrainConfig
 
 
 def test_builds_draw_nothing_twice_and_never_the_five_fold_studys_draws():
-    data = [B.Build(k, r).data_seed for r in B.DATA_SEED for k in (B.VALIDATION, *B.CLAIM_BUILDS)]
-    pre = [B.Build(k).pretrain_seed for k in (B.VALIDATION, *B.CLAIM_BUILDS)]
+    data = [builds.Build(k, r).data_seed for r in builds.DATA_SEED for k in (builds.VALIDATION, *builds.CLAIM_BUILDS)]
+    pre = [builds.Build(k).pretrain_seed for k in (builds.VALIDATION, *builds.CLAIM_BUILDS)]
     assert len(set(data)) == len(data) and len(set(pre)) == len(pre)
     assert 0 not in data and PretrainConfig().seed not in pre  # the five-fold study's draws
-    assert len(B.CLAIM_BUILDS) >= 8  # the smallest exact sign-flip p is 2 / 2^8 < 0.05
-    assert B.Build(0).name == "val" and B.Build(3).name == "b03"
-    assert B.Build(3, "dfew-like").backbone() == B.Build(3).backbone()  # a build's regimes share its backbone
-    assert B.Build(3, "dfew-like").data() != B.Build(3).data()
-    assert B.Build(3).results().parts[-2:] == ("synthetic", "builds")
-    assert B.Build(0, "dfew-like").results().parts[-2:] == ("synthetic-dfewlike", "validation")
+    assert len(builds.CLAIM_BUILDS) >= 8  # the smallest exact sign-flip p is 2 / 2^8 < 0.05
+    assert builds.Build(0).name == "val" and builds.Build(3).name == "b03"
+    assert builds.Build(3, "dfew-like").backbone() == builds.Build(3).backbone()  # a build's regimes share its backbone
+    assert builds.Build(3, "dfew-like").data() != builds.Build(3).data()
+    assert builds.Build(3).results().parts[-2:] == ("synthetic", "builds")
+    assert builds.Build(0, "dfew-like").results().parts[-2:] == ("synthetic-dfewlike", "validation")
     with pytest.raises(ValueError, match="numbered"):
-        B.Build(-1)
+        builds.Build(-1)
 
 
 def test_the_build_grid_runs_every_compared_configuration_once_on_the_fixed_split():
-    rows = study.build_grid("synthetic", "b02")
-    configs = K.compared_configs(K.build_claims())
+    rows = grid.build_grid("synthetic", "b02")
+    configs = grid.compared_configs(grid.build_claims())
     assert len(rows) == len(configs) == len({r.name for r in rows})
-    assert all(r.name.startswith("b02_T") and r.fold == B.UNIT_FOLD and r.seed == 0 for r in rows)
+    assert all(r.name.startswith("b02_T") and r.fold == grid.UNIT_FOLD and r.seed == 0 for r in rows)
     lstm = [r for r in rows if r.variant in ("resnet18-lstm", "me-lstm")]
-    assert len(lstm) == 2 and all(r.tag == K.BUDGET_TAG for r in lstm)
-    assert all({k: r.overrides[k] for k in ("lr", "epochs")} == K.LSTM_BUDGET[r.variant] for r in lstm)
+    assert len(lstm) == 2 and all(r.tag == grid.BUDGET_TAG for r in lstm)
+    assert all({k: r.overrides[k] for k in ("lr", "epochs")} == grid.LSTM_BUDGET[r.variant] for r in lstm)
     assert all(r.overrides.get("test_every") == 1 for r in rows if r.frames == 4)
     assert {r.variant for r in rows} >= {"me-lstm", "me-gru", "me-tcn", "me-mean", "resnet18-tcn"}
 
 
 def test_evaluating_every_epoch_does_not_change_a_rows_identity(tiny, r18, tmp_path):
-    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
+    s = runs.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
                     work=str(tmp_path), extra={"backbone_weights": r18})
-    row = next(r for r in study.build_grid("synthetic", "b01") if r.name.startswith("b01_T04_d111_s0"))
-    assert s.run_id(row) == s.run_id(study.replace(row, overrides={}))
+    row = next(r for r in grid.build_grid("synthetic", "b01") if r.name.startswith("b01_T04_d111_s0"))
+    assert s.run_id(row) == s.run_id(replace(row, overrides={}))
 
 
 def test_build_dry_run_lists_each_builds_rows(tiny, r18, monkeypatch, capsys):
-    monkeypatch.setattr(B.Build, "data", lambda self, work=None: Path(tiny[1]))
-    monkeypatch.setattr(B.Build, "backbone", lambda self, work=None: Path(r18))
+    monkeypatch.setattr(builds.Build, "data", lambda self, work=None: Path(tiny[1]))
+    monkeypatch.setattr(builds.Build, "backbone", lambda self, work=None: Path(r18))
     monkeypatch.setattr(study, "run_local", lambda *a, **k: pytest.fail("a dry run must not run rows"))
     assert study.main(["--dataset", "synthetic", "--builds", "1", "2", "--dry-run"]) == 0
     lines = [li for li in capsys.readouterr().out.splitlines() if li.startswith("b0")]
-    n = len(study.build_grid("synthetic", "b01"))
+    n = len(grid.build_grid("synthetic", "b01"))
     assert len(lines) == 2 * n and sum(li.startswith("b02_") for li in lines) == n
     assert all(li.split()[1] == "todo" for li in lines)
 
@@ -67,7 +66,7 @@ def test_dropping_a_builds_feature_cache_keeps_frames_and_checkpoints(tmp_path):
     (cache / "features_abc_64px_layer1-layer2-layer3.json").write_text("{}")
     (cache / "frames_64px.npy").write_bytes(b"y" * 10)
     (cache / "index_64px.json").write_text("{}")
-    assert B.drop_feature_cache(tmp_path / "prepared" / "annotations.csv") == 1002
+    assert builds.drop_feature_cache(tmp_path / "prepared" / "annotations.csv") == 1002
     assert sorted(p.name for p in cache.iterdir()) == ["frames_64px.npy", "index_64px.json"]
 
 
@@ -78,23 +77,23 @@ def test_a_builds_grad_cam_scores_its_own_models_and_gives_one_unit_per_comparis
     from msstlib import cam, fixtures
 
     control, msst = fixtures.demo_checkpoints(tmp_path / "demo", *tiny)
-    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu",
+    s = runs.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu",
                     results=str(tmp_path / "results" / "builds"), work=str(tmp_path / "work"))
-    rows = study.build_grid("synthetic", "b01")
+    rows = grid.build_grid("synthetic", "b01")
     pick = {("resnet18-gru", (0, 0, 0)): control, ("msstnet", (1, 1, 1)): msst}
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(study.Study, "work_dir", lambda self, row: tmp_path / "work" / row.name)
+    monkey.setattr(runs.Study, "work_dir", lambda self, row: tmp_path / "work" / row.name)
     try:
         for row in rows:
             key = (row.variant, row.depths)
             if row.frames == 4 and not row.tag and key in pick:
                 (tmp_path / "work" / row.name).mkdir(parents=True)
                 shutil.copy(pick[key], tmp_path / "work" / row.name / "checkpoint.pt")
-        out = study.build_cam(s, rows, B.Build(1), max_clips=4)
-        assert study.build_cam(s, rows, B.Build(1), max_clips=4) is None  # done: skipped
+        out = render.build_cam(s, rows, builds.Build(1), max_clips=4)
+        assert render.build_cam(s, rows, builds.Build(1), max_clips=4) is None  # done: skipped
     finally:
         monkey.undo()
-    units = K.cam_units(out.parent, "default")
+    units = claims.cam_units(out.parent, "default")
     assert len(units) == 6 and set(units["unit"]) == {"b01"}  # 3 within MSSTNet + 3 against the control
     assert units["comparison"].str.contains("T-Former3 out").any() and (units["metric"] == "gradcam_energy").all()
 
@@ -112,9 +111,9 @@ def test_a_builds_backbone_is_never_prepared_without_its_seed(tmp_path, monkeypa
     (tmp_path / "prepared" / "annotations.csv").write_text("")
     (tmp_path / "prepared" / "cache" / "index_64px.json").write_text("{}")
     with pytest.raises(ValueError, match="pretrain_seed"):
-        B.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt")
+        builds.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt")
     assert not calls
-    B.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7)
+    builds.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7)
     assert ["--seed", "7"] == calls[0][calls[0].index("--seed"):][:2]
 
 
@@ -126,12 +125,12 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     cache = data / "prepared" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "features_x_64px.npy").write_bytes(b"z" * 100)
-    monkeypatch.setattr(B.Build, "data", lambda self, work=None: data)
-    monkeypatch.setattr(B.Build, "backbone", lambda self, work=None: Path(r18))
-    monkeypatch.setattr(B.Build, "scratch", lambda self, work=None: tmp_path / "work")
-    monkeypatch.setattr(B.Build, "results", lambda self, *a: tmp_path / "results" / "synthetic" / "builds")
+    monkeypatch.setattr(builds.Build, "data", lambda self, work=None: data)
+    monkeypatch.setattr(builds.Build, "backbone", lambda self, work=None: Path(r18))
+    monkeypatch.setattr(builds.Build, "scratch", lambda self, work=None: tmp_path / "work")
+    monkeypatch.setattr(builds.Build, "results", lambda self, *a: tmp_path / "results" / "synthetic" / "builds")
     prepared, ran, scored, rendered = [], [], [], []
-    monkeypatch.setattr(B.Build, "prepare", lambda self, work=None: prepared.append(self.name) or
+    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None: prepared.append(self.name) or
                         (str(data / "prepared" / "annotations.csv"), str(data)))
 
     def fake_run(rows, s, jobs):

@@ -1,5 +1,6 @@
 """Grad-CAM: the clip-as-batch wrapper computes true per-frame Grad-CAM; scoring is right."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_score_energy_and_pointing():
     assert cam.score(cams, np.zeros_like(masks)) == {}
 
 
-def test_measure_summary_and_like_with_like_on_a_tiny_synthetic(tmp_path):
+def test_measure_summary_and_like_with_like_on_a_tiny_synthetic(tmp_path, capsys):
     """The Grad-CAM comparison was MSSTNet against a model at chance, with paired per-clip scores
     compared as if independent (issue 10): now a trained control and paired differences."""
     from msstlib.claims import interval
@@ -80,6 +81,8 @@ def test_measure_summary_and_like_with_like_on_a_tiny_synthetic(tmp_path):
     assert models["gru"].cfg.variant == "resnet18-gru"
     src = cam.ClipSource(ann, root, 1, 4, 64)
     scores = cam.measure(models, src, max_clips=6, progress=False)
+    # a batch run's progress: one plain summary line, no bar (issue 28)
+    assert re.search(r"^Grad-CAM: scored 6/\d+ test clips in \d+:\d\d$", capsys.readouterr().out, re.M)
     msst_layers = set(scores[scores["model"] == "msst"]["layer"])
     assert msst_layers == {"CNN layer1", "CNN layer2", "CNN layer3", "T-Former1 out", "T-Former2 out",
                            "T-Former3 out", "CNN layer1 at 4x4", "CNN layer2 at 4x4", "CNN layer3 at 4x4"}

@@ -4,7 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msstlib import claims as K
+from msstlib import claims, grid
+
+
+def cfg(frames: int, depths: str, variant: str = "msstnet", tag: str = "") -> grid.Config:
+    """A grid.Config from the depths as the runs table writes them ("1-1-1")."""
+    return grid.Config(frames, tuple(int(d) for d in depths.split("-")), variant, tag)
 
 
 def _runs(spec: dict, folds=(1, 2, 3, 4, 5), seeds=(0,)) -> pd.DataFrame:
@@ -21,12 +26,12 @@ def _runs(spec: dict, folds=(1, 2, 3, 4, 5), seeds=(0,)) -> pd.DataFrame:
 
 def test_interval_is_students_t_over_units_computed_by_hand():
     d = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    mean, low, high, mde = K.interval(d)
+    mean, low, high, mde = claims.interval(d)
     se = np.std(d, ddof=1) / np.sqrt(5)
     assert mean == 3.0
     assert low == pytest.approx(3.0 - 2.7764451 * se, abs=1e-6) and high == pytest.approx(3.0 + 2.7764451 * se, abs=1e-6)
     assert mde == pytest.approx((2.7764451 + 0.9409646) * se, abs=1e-6)
-    assert np.isnan(K.interval(np.array([2.0]))[1])  # one unit: no interval
+    assert np.isnan(claims.interval(np.array([2.0]))[1])  # one unit: no interval
 
 
 @pytest.mark.parametrize("low,high,kind,expected", [
@@ -34,7 +39,7 @@ def test_interval_is_students_t_over_units_computed_by_hand():
     (-0.5, 0.5, "non-inferior", "supported"), (-3.0, -1.5, "non-inferior", "contradicted"),
     (-1.5, 0.5, "non-inferior", "unresolved"), (np.nan, np.nan, "superior", "unresolved")])
 def test_verdicts(low, high, kind, expected):
-    assert K.verdict(low, high, kind) == expected
+    assert claims.verdict(low, high, kind) == expected
 
 
 def test_pairs_only_units_both_configurations_ran_and_differences_are_paired():
@@ -43,10 +48,10 @@ def test_pairs_only_units_both_configurations_ran_and_differences_are_paired():
     # large fold effects shared by both: paired differences are exactly 2 points
     df = _runs({a: lambda f, s: 40 + 10 * f + 2, b: lambda f, s: 40 + 10 * f})
     df = df[~((df["frames"] == 4) & (df["variant"] == "resnet18-lstm") & (df["fold"] == 5))]  # b lacks fold 5
-    c = K.Comparison("x", K.Config(*a), K.Config(*b))
-    p = K.paired(df, c)
+    c = grid.Comparison("x", cfg(*a), cfg(*b))
+    p = claims.paired(df, c)
     assert sorted(p["fold"]) == [1, 2, 3, 4] and (p["diff"] == 2).all()
-    t = K.claims_table(df, "default", comparisons=[c])
+    t = claims.claims_table(df, "default", comparisons=[c])
     assert t.loc[0, "units"] == 4 and t.loc[0, "diff_mean"] == 2 and t.loc[0, "verdict"] == "supported"
 
 
@@ -64,13 +69,13 @@ def test_the_claims_table_has_every_claim_and_its_contract_columns():
         spec[(4, "0-0-0", "resnet18-lstm", tag)] = lambda f, s: 35 + 0.2 * f
     spec[(4, "1-1-1", "msstnet", "joint-attention")] = lambda f, s: 45 + 0.3 * f * 0.3
     spec[(4, "1-1-1", "msstnet", "no-pos-embed")] = lambda f, s: 45 - 1 + np.sin(f)
-    t = K.claims_table(_runs(spec), "default")
+    t = claims.claims_table(_runs(spec), "default")
     assert list(t.columns[:7]) == ["claim", "regime", "comparison", "diff_mean", "ci_low", "ci_high", "verdict"]
     for claim in ("T-Former1 helps", "all three T-Formers together is best", "depth 2 is best (T=16)",
                   "more frames help", "the T-Former beats the same backbone's temporal models",
                   "temporal-only attention matches joint attention", "the temporal position embedding matters"):
         assert t["claim"].str.startswith(claim).any(), claim
-    assert set(t["verdict"]) <= set(K.VERDICTS) and (t["units"] == 5).all()
+    assert set(t["verdict"]) <= set(claims.VERDICTS) and (t["units"] == 5).all()
     assert (t.loc[t["claim"].str.startswith("more frames"), "verdict"] == "supported").all()
 
 
@@ -80,22 +85,22 @@ def test_seeds_of_one_fold_are_not_independent_units_the_interval_is_over_fold_m
     # the difference depends mostly on the fold (shared by its three seeds), a little on the seed
     fold_effect = {1: -2.0, 2: 5.0, 3: 2.0, 4: 7.0, 5: 0.0}
     df = _runs({a: lambda f, s: 50 + fold_effect[f] + 0.1 * s, b: lambda f, s: 50}, seeds=(0, 1, 2))
-    c = K.Comparison("x", K.Config(*a), K.Config(*b))
-    t = K.claims_table(df, "default", comparisons=[c]).iloc[0]
+    c = grid.Comparison("x", cfg(*a), cfg(*b))
+    t = claims.claims_table(df, "default", comparisons=[c]).iloc[0]
     fold_means = np.array([fold_effect[f] + 0.1 for f in (1, 2, 3, 4, 5)])
-    mean, low, high, mde = K.interval(fold_means)
+    mean, low, high, mde = claims.interval(fold_means)
     assert t["units"] == 15 and t["folds"] == 5 and t["seeds"] == 3
     assert t["diff_mean"] == pytest.approx(mean)
     assert t["ci_low"] == pytest.approx(low) and t["ci_high"] == pytest.approx(high) and t["mde"] == pytest.approx(mde)
     # 15 units taken as independent would give an interval about sqrt(3) too narrow, and a wrong verdict
-    naive = K.interval(K.paired(df, c)["diff"].to_numpy())
+    naive = claims.interval(claims.paired(df, c)["diff"].to_numpy())
     assert naive[1] > 0 > low and t["verdict"] == "unresolved"
     assert t["interval_over"].startswith("folds")
     # one fold with several seeds: the interval is over those seeds, and says it speaks for one fold
-    one = K.claims_table(df[df["fold"] == 4], "default", comparisons=[c]).iloc[0]
+    one = claims.claims_table(df[df["fold"] == 4], "default", comparisons=[c]).iloc[0]
     assert one["interval_over"] == "seeds (one fold)"
-    assert one["ci_low"] == pytest.approx(K.interval(np.array([7.0, 7.1, 7.2]))[1])
-    none = K.claims_table(df[df["variant"] == "msstnet"], "default", comparisons=[c]).iloc[0]
+    assert one["ci_low"] == pytest.approx(claims.interval(np.array([7.0, 7.1, 7.2]))[1])
+    none = claims.claims_table(df[df["variant"] == "msstnet"], "default", comparisons=[c]).iloc[0]
     assert none["units"] == 0 and none["interval_over"] == "no units" and none["verdict"] == "unresolved"
 
 
@@ -103,21 +108,21 @@ def test_refuses_to_mix_presets_or_epochs():
     df = _runs({(4, "1-1-1", "msstnet", ""): lambda f, s: 50})
     df = pd.concat([df, df.assign(epochs=40)])
     with pytest.raises(ValueError, match="families"):
-        K.claims_table(df, "default")
+        claims.claims_table(df, "default")
 
 
 def test_regime_summary_pairs_the_best_frame_level_model_with_msstnet():
     spec = {(4, "1-1-1", "msstnet", ""): lambda f, s: 60 + f,
             (4, "0-0-0", "msstnet", ""): lambda f, s: 40 + f,
             (4, "0-0-0", "resnet18-mean", ""): lambda f, s: 50 + f + (f % 2)}
-    t = K.regime_summary({"dfew-like": _runs(spec)})
+    t = claims.regime_summary({"dfew-like": _runs(spec)})
     row = t[t["regime"] == "dfew-like"].iloc[0]
     assert row["frame_level_model"] == "T4 resnet18-mean" and row["units"] == 5
     assert row["frame_level"] == pytest.approx(53 + 3 / 5) and row["msstnet"] == pytest.approx(63)
     assert row["ratio"] == pytest.approx(53.6 / 63)
     diffs = np.array([10 - (f % 2) for f in (1, 2, 3, 4, 5)], float)
     assert row["diff_mean"] == pytest.approx(diffs.mean())
-    assert row["ci_low"] == pytest.approx(K.interval(diffs)[1])
+    assert row["ci_low"] == pytest.approx(claims.interval(diffs)[1])
     paper = t[t["regime"] == "paper (DFEW)"].iloc[0]
     assert paper["ratio"] == pytest.approx(65.91 / 69.71)
 
@@ -125,15 +130,15 @@ def test_regime_summary_pairs_the_best_frame_level_model_with_msstnet():
 def test_side_by_side_puts_each_comparison_on_one_row_with_a_cell_per_regime():
     a = (4, "1-1-1", "msstnet", "")
     b = (4, "0-0-0", "resnet18-gru", "")
-    c = K.Comparison("beats the GRU", K.Config(*a), K.Config(*b))
-    d = K.Comparison("beats the GRU again", K.Config(*b), K.Config(*a))
+    c = grid.Comparison("beats the GRU", cfg(*a), cfg(*b))
+    d = grid.Comparison("beats the GRU again", cfg(*b), cfg(*a))
     tiny = -0.04  # rounds to zero: printed "+0.0", not "-0.0"
     default = _runs({a: lambda f, s: 50 + tiny + 0.04 * (f - 3), b: lambda f, s: 50}, seeds=(0, 1, 2))
     dfewlike = _runs({a: lambda f, s: 60 + f, b: lambda f, s: 50})
     dfewlike = dfewlike[~((dfewlike["variant"] == "resnet18-gru") & (dfewlike["fold"] == 5))]
-    t = pd.concat([K.claims_table(default, "default", comparisons=[c, d]),
-                   K.claims_table(dfewlike, "dfew-like", comparisons=[c])], ignore_index=True)
-    s = K.side_by_side(t)
+    t = pd.concat([claims.claims_table(default, "default", comparisons=[c, d]),
+                   claims.claims_table(dfewlike, "dfew-like", comparisons=[c])], ignore_index=True)
+    s = claims.side_by_side(t)
     assert list(s.columns) == ["claim", "comparison", "default", "dfew-like"]
     assert list(s["claim"]) == ["beats the GRU", "beats the GRU again"]
     first = s.iloc[0]
@@ -145,10 +150,10 @@ def test_side_by_side_puts_each_comparison_on_one_row_with_a_cell_per_regime():
 
 def test_a_cell_names_an_uneven_design_and_a_missing_interval():
     row = {"units": 7, "folds": 5, "seeds": 2, "diff_mean": 1.26, "ci_low": 0.5, "ci_high": 2.0, "verdict": "supported"}
-    assert K.cell(row) == "+1.3 [+0.5, +2.0] supported (7 units over 5 folds)"
+    assert claims.cell(row) == "+1.3 [+0.5, +2.0] supported (7 units over 5 folds)"
     one = {**row, "units": 1, "folds": 1, "seeds": 1, "ci_low": np.nan, "ci_high": np.nan, "verdict": "unresolved"}
-    assert K.cell(one) == "+1.3 (no interval) unresolved (1×1)"
-    assert K.cell({**row, "units": 0}) == "not run"
+    assert claims.cell(one) == "+1.3 (no interval) unresolved (1×1)"
+    assert claims.cell({**row, "units": 0}) == "not run"
 
 
 def test_runs_of_two_builds_are_never_paired_across_them():
@@ -159,11 +164,11 @@ def test_runs_of_two_builds_are_never_paired_across_them():
     b = (4, "0-0-0", "resnet18-gru", "")
     old = _runs({a: lambda f, s: 60 + f, b: lambda f, s: 58 + f}).assign(build="data/old-backbone")
     new = _runs({a: lambda f, s: 40 + f, b: lambda f, s: 38 + f}).assign(build="data/new-backbone")
-    c = K.Comparison("x", K.Config(*a), K.Config(*b))
-    p = K.paired(pd.concat([old, new], ignore_index=True), c)
+    c = grid.Comparison("x", cfg(*a), cfg(*b))
+    p = claims.paired(pd.concat([old, new], ignore_index=True), c)
     assert len(p) == 10 and (p["diff"] == 2).all()  # 5 folds x 2 builds, each a true pair
-    row = K.claims_table(pd.concat([old, new], ignore_index=True), "default", comparisons=[c]).iloc[0]
-    assert row["builds"] == 2 and K.cell(row).endswith("supported (10 units over 5 folds, 2 builds)")
+    row = claims.claims_table(pd.concat([old, new], ignore_index=True), "default", comparisons=[c]).iloc[0]
+    assert row["builds"] == 2 and claims.cell(row).endswith("supported (10 units over 5 folds, 2 builds)")
 
 
 # ----------------------------------------------------------------- claims over independent builds
@@ -184,18 +189,18 @@ def test_build_claims_recompute_from_their_units_with_signflip_and_holm():
     a, b, c = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-gru", ""), (4, "1-1-1", "me-gru", "")
     df = _build_runs({a: lambda k: 60 + k, b: lambda k: 55 + k + (0.3 if k == 3 else 0),  # +5 on every build
                       c: lambda k: 60 + k + (1 if k % 2 else -1.2)})  # no difference
-    comps = [K.Comparison("x", K.Config(*a), K.Config(*b)), K.Comparison("y", K.Config(*a), K.Config(*c))]
-    units = K.build_units(df, "default", comps)
+    comps = [grid.Comparison("x", cfg(*a), cfg(*b)), grid.Comparison("y", cfg(*a), cfg(*c))]
+    units = claims.build_units(df, "default", comps)
     assert list(units.columns[:5]) == ["claim", "comparison", "regime", "unit", "diff"]
     assert len(units) == 16 and sorted(units["unit"].unique()) == [f"b{k:02d}" for k in range(1, 9)]
-    t = K.claims_from_units(units)
+    t = claims.claims_from_units(units)
     first, second = t.iloc[0], t.iloc[1]
     assert first["units"] == 8 and first["p_signflip"] == pytest.approx(2 / 256)
     assert first["verdict"] == "supported" and first["p_holm"] == pytest.approx(2 * 2 / 256)
     assert first["verdict_holm"] == "supported"
     assert second["verdict"] == "unresolved" and second["p_signflip"] > 0.05
     # the same table from the CSV's columns alone
-    again = K.claims_from_units(pd.read_csv(__import__("io").StringIO(units.to_csv(index=False))))
+    again = claims.claims_from_units(pd.read_csv(__import__("io").StringIO(units.to_csv(index=False))))
     pd.testing.assert_frame_equal(t, again)
 
 
@@ -203,10 +208,10 @@ def test_holm_can_take_a_raw_supported_verdict_away():
     comps, spec = [], {(4, "1-1-1", "msstnet", ""): lambda k: 60.0}
     # one small, consistent effect (7 of 8 builds positive) among 28 comparisons of the regime
     for i in range(28):
-        cfg = (4, "0-0-0", "msstnet", f"t{i}")
-        spec[cfg] = (lambda k: 60 - (1 if k > 1 else -0.1)) if i == 0 else (lambda k, i=i: 60 + np.sin(k + i))
-        comps.append(K.Comparison(f"c{i}", K.Config(4, "1-1-1"), K.Config(*cfg[:3], tag=cfg[3])))
-    t = K.claims_from_units(K.build_units(_build_runs(spec), "default", comps))
+        side = (4, "0-0-0", "msstnet", f"t{i}")
+        spec[side] = (lambda k: 60 - (1 if k > 1 else -0.1)) if i == 0 else (lambda k, i=i: 60 + np.sin(k + i))
+        comps.append(grid.Comparison(f"c{i}", cfg(4, "1-1-1"), cfg(*side)))
+    t = claims.claims_from_units(claims.build_units(_build_runs(spec), "default", comps))
     r = t.iloc[0]
     assert r["verdict"] == "supported" and r["p_signflip"] < 0.05
     assert r["p_holm"] >= 0.05 and r["verdict_holm"] == "unresolved"
@@ -216,25 +221,25 @@ def test_holm_can_take_a_raw_supported_verdict_away():
 def test_a_baseline_at_the_majority_class_level_did_not_train_and_leaves_the_family():
     a, lstm = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-lstm", "budget")
     df = _build_runs({a: lambda k: 60 + k, lstm: lambda k: 22.8 + (0.5 if k == 2 else 0)})
-    t = K.claims_from_units(K.build_units(df, "default", [K.Comparison("x", K.Config(*a), K.Config(*lstm))]))
+    t = claims.claims_from_units(claims.build_units(df, "default", [grid.Comparison("x", cfg(*a), cfg(*lstm))]))
     assert t.loc[0, "verdict"] == "did not train" and t.loc[0, "verdict_holm"] == "did not train"
     assert np.isnan(t.loc[0, "p_holm"]) and t.loc[0, "did_not_train"] == "worse"
 
 
-@pytest.mark.parametrize("shift,expected", [(0.0, "supported"), (-0.6, "supported"), (-1.0, K.NOT_SHOWN),
+@pytest.mark.parametrize("shift,expected", [(0.0, "supported"), (-0.6, "supported"), (-1.0, claims.NOT_SHOWN),
                                             (-3.0, "contradicted"), (-0.4, "unresolved")])
 def test_non_inferiority_verdicts_over_builds(shift, expected):
     a, j = (4, "1-1-1", "msstnet", ""), (4, "1-1-1", "msstnet", "joint-attention")
     noise = [0.1, -0.15, 0.2, -0.05, 0.12, -0.2, 0.05, -0.07]
     wide = 1.0 if expected == "unresolved" else 0.0  # spread the units so neither bound is cleared
     df = _build_runs({a: lambda k: 60.0, j: lambda k: 60.0 - shift - noise[k - 1] * (1 + 10 * wide)})
-    c = K.Comparison("f", K.Config(*a), K.Config(*j), kind="non-inferior")
-    t = K.claims_from_units(K.build_units(df, "default", [c]))
+    c = grid.Comparison("f", cfg(*a), cfg(*j), kind="non-inferior")
+    t = claims.claims_from_units(claims.build_units(df, "default", [c]))
     assert t.loc[0, "verdict"] == expected
 
 
 def test_build_claims_name_the_matched_baselines_and_the_lstm_budget():
-    texts = [c.text for c in K.build_claims()]
+    texts = [c.text for c in grid.build_claims()]
     for v in ("me-lstm budget", "me-gru", "me-tcn", "me-mean", "resnet18-lstm budget", "resnet18-gru"):
         assert f"T4 d111 - T4 {v}" in texts, v
     assert not any("lr-1e-2" in t for t in texts)  # the upward sweep is gone
@@ -244,5 +249,5 @@ def test_a_build_remade_elsewhere_is_one_unit_not_two():
     a, b = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "resnet18-gru", "")
     df = _build_runs({a: lambda k: 60 + k, b: lambda k: 55 + k}, builds=3)
     copy = df[df["build_name"] == "b02"].assign(build="data2/other-cpu", war=lambda d: d["war"] + 9)
-    units = K.build_units(pd.concat([df, copy.iloc[:1]]), "default", [K.Comparison("x", K.Config(*a), K.Config(*b))])
+    units = claims.build_units(pd.concat([df, copy.iloc[:1]]), "default", [grid.Comparison("x", cfg(*a), cfg(*b))])
     assert units["unit"].tolist() == ["b01", "b02", "b03"] and (units["diff"] == 5).all()

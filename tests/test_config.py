@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from msstlib import config as C
+from msstlib import identity
 
 
 def _ident(tiny, **kw):
@@ -67,8 +68,8 @@ def test_fields_added_later_keep_old_ids(tiny):
         lr: float = 0.1
         attention: str = dataclasses.field(default="temporal", metadata={C.IDENTITY: "if-changed"})
 
-    assert C._config_identity(Later()) == {"lr": 0.1}
-    assert C._config_identity(Later(attention="joint")) == {"lr": 0.1, "attention": "joint"}
+    assert identity._config_identity(Later()) == {"lr": 0.1}
+    assert identity._config_identity(Later(attention="joint")) == {"lr": 0.1, "attention": "joint"}
     ident = _ident(tiny)
     cfg = C.PRESETS["paper"].train
     fields = {f.name: f for f in dataclasses.fields(cfg)}

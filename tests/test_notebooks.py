@@ -124,3 +124,54 @@ def test_a_source_notebook_is_in_the_form_jupyterlab_saves(path):
     nb = nbformat.reads(raw, as_version=4)
     assert nb.metadata["kernelspec"] == KERNELSPEC and nb.metadata["language_info"] == LANGUAGE_INFO
     assert nbformat.writes(nb) + "\n" == raw  # nbformat's layout, as JupyterLab writes it
+
+
+PROJECT_SOURCES = [*(ROOT / "msstlib").glob("*.py"), *(ROOT / "data_prep").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+
+
+def _code(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    return path.read_text()
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("notebooks/*.ipynb")), ids=lambda p: p.name)
+def test_a_notebook_calls_only_public_functions(path):
+    """tables.ipynb called the private ``R._family`` (issue 28): a notebook is a user of the library."""
+    code = _code(path)
+    modules = set(re.findall(r"from (?:msstlib|data_prep)(?:\.\w+)? import (\w+)", code))
+    private = [m.group(0) for m in re.finditer(r"(?<![\w.])(\w+)\._\w+", code) if m.group(1) in modules]
+    private += re.findall(r"from (?:msstlib|data_prep)\.\w+ import .*\b_\w+", code)
+    assert not private, private
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(PROJECT_SOURCES),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_one_letter_aliases_for_the_projects_modules(path):
+    """``from . import config as C``, ``results as R``, ``features as FT`` ... (issue 28): a reader
+    meets a module under its own name."""
+    aliases = re.findall(r"from (?:\.|msstlib|data_prep)\w*(?:\.\w+)* import \w+ as [A-Z]{1,2}\b", _code(path))
+    assert not aliases, aliases
+
+
+def test_every_committed_executed_copy_is_in_the_form_jupyterlab_saves():
+    """Executed copies were written with papermill's kernelspec ("Python 3") and without a final
+    newline: JupyterLab rewrote them on open (issue 28)."""
+    from msstlib.notebooks import lab_form
+
+    copies = sorted((ROOT / "results").rglob("*.ipynb"))
+    assert len(copies) > 100
+    off = [str(p.relative_to(ROOT)) for p in copies if lab_form(nbformat.read(p, as_version=4)) != p.read_text()]
+    assert not off, f"{len(off)} executed copies not in JupyterLab's form (python -m msstlib.notebooks results/): {off[:3]}"
+
+
+def test_an_executed_copy_is_written_in_the_form_jupyterlab_saves(tmp_path):
+    from msstlib.notebooks import KERNELSPEC, execute, lab_form
+
+    src = tmp_path / "in.ipynb"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {**KERNELSPEC, "display_name": "Python 3"}}, cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print(x)")])
+    nbformat.write(nb, src)
+    execute(src, tmp_path / "out.ipynb", {"x": 2})
+    out = (tmp_path / "out.ipynb").read_text()
+    assert lab_form(nbformat.reads(out, as_version=4)) == out

@@ -78,16 +78,16 @@ def test_scratch_folders_go_when_the_process_ends_even_if_it_was_killed(tmp_path
 
 
 def test_row_parameters_record_repository_relative_paths(tiny, r18, monkeypatch):
-    from msstlib import study as S
+    from msstlib import grid, runs
 
     annotations, root = tiny
     base = Path(root).parent
     monkeypatch.setattr(P, "REPO", base)  # the tiny data stand where a clone's build/ would be
-    study = S.Study(annotations=annotations, root=root, dataset="synthetic", preset="cpu",
+    study = runs.Study(annotations=annotations, root=root, dataset="synthetic", preset="cpu",
                     results=str(base / "results" / "synthetic"), work=str(base / "build" / "synthetic"),
                     epochs=1, extra={"backbone_weights": r18})
-    row = S.grid("synthetic", [1], quick=True)[0]
-    params = S.row_parameters(study, row)
+    row = grid.grid("synthetic", [1], quick=True)[0]
+    params = runs.row_parameters(study, row)
     assert params["annotations"] == "data/prepared/annotations.csv" and params["root"] == "data"
     assert params["work_dir"].startswith("build/synthetic/runs/")
     assert params["result_dir"].startswith("results/synthetic/runs/")

@@ -132,16 +132,21 @@ def test_tables_notebook_shows_whole_tables_with_readable_numbers_and_labels_smo
     N.execute(ROOT / "notebooks" / "tables.ipynb", tmp_path / "out.ipynb",
               {"runs_dir": "results/synthetic/runs", "tables_dir": str(tmp_path / "tables"), "smoke": "true"})
     nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    def text(cell):
-        return "\n".join("".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", ""))
-                         for o in cell.outputs)
+    def text(cell):  # what a reader sees: the HTML of a shaped table (results.page), else the text
+        return "\n".join("".join(o.get("data", {}).get("text/html", "") or o.get("data", {}).get("text/plain", ""))
+                         + "".join(o.get("text", "")) for o in cell.outputs)
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     shown = "\n".join(text(c) for c in code)
     assert "SMOKE TEST" in shown and (tmp_path / "tables" / "table1.md").read_text().startswith("SMOKE TEST")
-    table3 = text(next(c for c in code if "R.table3(df)" in c.source))
-    assert table3 and "..." not in table3  # every column shown
+    table3 = text(next(c for c in code if "results.table3(df)" in c.source))
+    # every column shown, the paper's beside ours (issue 28: tables shaped for the page)
+    heads = re.findall(r'class="col_heading[^"]*" >([^<]+)</th>', table3)
+    assert heads and "..." not in table3 and heads.index("paper_dfew_war") == heads.index("ours_war") + 1, heads
     assert not re.search(r"\d\.\d{6}", shown)  # no six-decimal floats
+    assert not re.search(r">\s*nan\s*<", shown, re.I)  # no NaN cells: a dash where there is no value
+    first = next(c for c in code if "from msstlib import claims" in c.source)  # the claims first, then Table 1
+    assert code.index(first) < code.index(next(c for c in code if "results.table1(df)" in c.source))
 
 
 def test_the_baselines_table_shows_each_learning_rate_of_a_baseline_as_its_own_row(tmp_path):
@@ -177,7 +182,7 @@ def test_committed_five_fold_claims_are_what_the_committed_runs_give():
 
     from msstlib import claims as K
 
-    fresh = pd.concat([K.claims_table(R._family(R.load_study(runs), None)[0], regime)
+    fresh = pd.concat([K.claims_table(R.one_family(R.load_study(runs), None)[0], regime)
                        for regime, runs in REGIME_RUNS.items()], ignore_index=True)
     committed = pd.read_csv(CLAIMS / "claims_five_fold.csv")
     keys = ["claim", "regime", "comparison", "verdict", "units", "folds", "seeds"]

@@ -1,5 +1,6 @@
 """The batch runner: the grid, run identity in folders, skipping and resuming, submitit executors."""
 
+import itertools
 import json
 import os
 import shutil
@@ -11,15 +12,37 @@ from pathlib import Path
 
 import pytest
 
-from msstlib import study
-from msstlib.model import table1_variants
+from msstlib import executors, grid, render, runs, study
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_table1_grid():
+    rows = grid.table1()
+    msst = [c for c in rows if c.variant == "msstnet"]
+    assert sum(c.variant == "resnet18-mean" for c in rows) == 1
+    subsets = {c.depths for c in msst if c.frames == 4 and max(c.depths) <= 1}
+    assert subsets == set(itertools.product((0, 1), repeat=3))  # every subset of the three T-Formers
+    for t in (4, 8, 12, 16):
+        assert {c.depths for c in msst if c.frames == t and len(set(c.depths)) == 1 and c.depths[0] > 0} == {
+            (1, 1, 1), (2, 2, 2), (3, 3, 3)}
+    assert len(rows) == len(set(rows)) == 20
+
+
+def test_one_vocabulary_from_the_grid_to_the_claims():
+    """A row's configuration is the claims' Config (no string depths, no parsing of folder names)."""
+    row = next(r for r in grid.build_grid("synthetic", "b01") if r.variant == "resnet18-lstm")
+    assert row.config == grid.Config(4, (0, 0, 0), "resnet18-lstm", grid.BUDGET_TAG)
+    assert row.config in grid.compared_configs(grid.build_claims())
+    spread = next(r for r in grid.grid("synthetic") if r.tag == grid.REPLICATE_TAG)
+    assert spread.config == grid.MSST  # a replicate seed runs its table row
+    with pytest.raises(TypeError, match="tuple of three ints"):
+        grid.Config(4, "1-1-1")
+
+
 def test_grid_covers_table1_plus_noise_and_order_rows():
-    rows = study.grid("synthetic", folds=[1, 2])
-    assert len(rows) == 2 * (len(table1_variants()) + 9)
+    rows = grid.grid("synthetic", folds=[1, 2])
+    assert len(rows) == 2 * (len(grid.table1()) + 9)
     names = [r.name for r in rows]
     assert len(set(names)) == len(names)
     fold1 = [r for r in rows if r.fold == 1]
@@ -40,32 +63,30 @@ def test_grid_covers_table1_plus_noise_and_order_rows():
     # the LSTM's learning-rate sensitivity rows (its shared-lr row barely trains)
     assert [(r.tag, r.overrides) for r in fold1 if r.variant == "resnet18-lstm" and r.tag] == [
         ("lr-3e-3", {"lr": 3e-3}), ("lr-1e-2", {"lr": 1e-2})]
-    ferv = study.grid("ferv39k")
+    ferv = grid.grid("ferv39k")
     assert all(r.fold is None and r.split == "train" for r in ferv)
-    assert len(study.grid("synthetic", quick=True)) == 4
-    sgd = [r for r in study.grid("synthetic", sgd_rows=True) if r.tag.startswith("sgd")]
+    assert len(grid.grid("synthetic", quick=True)) == 4
+    sgd = [r for r in grid.grid("synthetic", sgd_rows=True) if r.tag.startswith("sgd")]
     assert [r.overrides["optimizer"] for r in sgd] == ["sgd"] * 3 and sgd[1].overrides["warmup_epochs"] == 1
-    assert all(r.probe for r in sgd) and not any(r.probe for r in study.grid("synthetic"))
+    assert all(r.probe for r in sgd) and not any(r.probe for r in grid.grid("synthetic"))
 
 
 def test_more_seeds_cover_every_row_a_claim_compares_and_nothing_twice():
-    from msstlib.claims import compared_rows
-
-    base = study.grid("synthetic", folds=[1, 2], sgd_rows=True)
-    rows = study.grid("synthetic", folds=[1, 2], sgd_rows=True, seeds=(1, 2))
+    compared = set(grid.compared_configs(grid.paper_claims()))
+    base = grid.grid("synthetic", folds=[1, 2], sgd_rows=True)
+    rows = grid.grid("synthetic", folds=[1, 2], sgd_rows=True, seeds=(1, 2))
     names = [r.name for r in rows]
     assert len(set(names)) == len(names) and rows[:len(base)] == base
     for fold in (1, 2):
         for seed in (0, 1, 2):
-            have = {(r.frames, r.depths, r.variant, "" if r.tag == "seed-spread" else r.tag)
-                    for r in rows if r.fold == fold and r.seed == seed}
-            assert compared_rows() <= have, (fold, seed, compared_rows() - have)
+            have = {r.config for r in rows if r.fold == fold and r.seed == seed}
+            assert compared <= have, (fold, seed, compared - have)
     extra = [r for r in rows if r.seed > 0]
     assert not any(r.probe or r.tag.startswith("sgd") for r in extra)  # probes are not claims
     assert [r.overrides for r in extra if r.tag == "joint-attention" and r.fold == 1] == [{"attention": "joint"}] * 2
-    t4 = study.grid("synthetic", folds=[1], seeds=(1, 2), frames=(4,), claims_only=True)
-    assert {r.frames for r in t4} == {4} and len(t4) == 3 * len({c for c in compared_rows() if c[0] == 4})
-    assert len(study.grid("synthetic", quick=True, seeds=(1, 2))) == 4  # the smoke run stays small
+    t4 = grid.grid("synthetic", folds=[1], seeds=(1, 2), frames=(4,), claims_only=True)
+    assert {r.frames for r in t4} == {4} and len(t4) == 3 * len({c for c in compared if c.frames == 4})
+    assert len(grid.grid("synthetic", quick=True, seeds=(1, 2))) == 4  # the smoke run stays small
 
 
 def test_the_dfew_like_regime_has_its_own_data_and_results_and_joins_the_claims_table(tmp_path, capsys):
@@ -83,16 +104,16 @@ def test_the_dfew_like_regime_has_its_own_data_and_results_and_joins_the_claims_
     err = capsys.readouterr().err
     assert "not SynDFER's dfew-like regime but its default regime: pass --regime default" in err
     assert not (tmp_path / "results").exists()
-    assert study.regime_of(Path("results/synthetic-dfewlike")) == "dfew-like"
-    assert study.regime_of(Path("results/synthetic-dfewlike-quick")) == "dfew-like"
-    assert study.regime_of(Path("results/synthetic")) == "default"
+    assert render.regime_of(Path("results/synthetic-dfewlike")) == "dfew-like"
+    assert render.regime_of(Path("results/synthetic-dfewlike-quick")) == "dfew-like"
+    assert render.regime_of(Path("results/synthetic")) == "default"
     default = tmp_path / "synthetic"
-    assert study.dfewlike_sibling(default) is None  # no DFEW-like runs yet
+    assert render.dfewlike_sibling(default) is None  # no DFEW-like runs yet
     run = tmp_path / "synthetic-dfewlike" / "runs" / "T04_d111_s0_fold1_0123456789"
     run.mkdir(parents=True)
     (run / "result.json").write_text("{}")
-    assert study.dfewlike_sibling(default) == run.parent
-    assert study.dfewlike_sibling(tmp_path / "synthetic-dfewlike") is None
+    assert render.dfewlike_sibling(default) == run.parent
+    assert render.dfewlike_sibling(tmp_path / "synthetic-dfewlike") is None
 
 
 def _copy(tiny, tmp_path) -> tuple[str, str]:
@@ -104,7 +125,7 @@ def _copy(tiny, tmp_path) -> tuple[str, str]:
 def _study(args, monkeypatch=None):
     """A Study as main() builds it, from the same flags."""
     captured = {}
-    real = study.Study
+    real = runs.Study
 
     def keep(*a, **k):
         captured["s"] = real(*a, **k)
@@ -137,7 +158,7 @@ def test_another_preset_or_epoch_count_is_another_run(tiny, r18, capsys, tmp_pat
     base = ["--dataset", "synthetic", "--root", tiny[1], "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     cpu = _study(base + ["--backbone-weights", r18])
-    for row in study.grid("synthetic", sgd_rows=True):
+    for row in grid.grid("synthetic", sgd_rows=True):
         out = cpu.result_dir(row)
         out.mkdir(parents=True)
         (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
@@ -169,7 +190,7 @@ def test_finished_rows_are_skipped_and_failures_recorded(tiny, r18, tmp_path, mo
     args = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--backbone-weights", r18,
             "--results", str(tmp_path / "res"), "--work-dir", str(tmp_path / "work")]
     s = _study(args)
-    rows = study.grid("dfew", folds=[1], sgd_rows=True)
+    rows = grid.grid("dfew", folds=[1], sgd_rows=True)
     done = rows[0]
     s.result_dir(done).mkdir(parents=True)
     (s.result_dir(done) / "result.json").write_text("{}")
@@ -183,7 +204,7 @@ def test_finished_rows_are_skipped_and_failures_recorded(tiny, r18, tmp_path, mo
             Path(parameters["result_dir"], "result.json").write_text("{}")
 
     def in_process(todo, st, jobs):  # the selection logic of main(), without subprocesses
-        return [(st.folder(r), study.run_row(r, st)[1]) for r in todo]
+        return [(st.folder(r), runs.run_row(r, st)[1]) for r in todo]
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
     monkeypatch.setattr(study, "run_local", in_process)
@@ -228,7 +249,7 @@ def test_a_probe_that_diverged_under_another_build_counts_as_done_and_the_listin
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     before = _study(base + ["--backbone-weights", r18])
-    rows = study.grid("dfew", folds=[1], sgd_rows=True)
+    rows = grid.grid("dfew", folds=[1], sgd_rows=True)
     probe = next(r for r in rows if r.probe)
     table_row = next(r for r in rows if r.frames == 8 and r.depths == (2, 2, 2) and not r.probe)
     for row, name, record in [(probe, "diverged.json", {"status": "diverged"}), (table_row, "result.json",
@@ -262,7 +283,7 @@ def test_a_row_two_other_builds_hold_is_counted_once(tiny, r18, tmp_path, monkey
     files = [str(_other_backbone(r18, tmp_path / f"build{i}_r18.pt", i * 1e-3)) for i in (1, 2)]
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
-    row = next(r for r in study.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
+    row = next(r for r in grid.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
     for weights_file in (r18, files[0]):  # two builds, each holding the same row
         st = _study(base + ["--backbone-weights", weights_file])
         out = st.result_dir(row)
@@ -289,13 +310,13 @@ def test_a_diverging_probe_is_an_outcome_but_a_diverging_table_row_is_a_failure(
             raise RuntimeError("FloatingPointError: loss became nan")
 
     monkeypatch.setattr(papermill, "execute_notebook", diverge)
-    s = study.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
+    s = runs.Study(annotations=tiny[0], root=tiny[1], dataset="synthetic", preset="cpu", results=str(tmp_path),
                     work=str(tmp_path / "b"), epochs=1, extra={"backbone_weights": r18})
-    probe = [r for r in study.grid("synthetic", sgd_rows=True) if r.probe][0]
-    assert study.run_row(probe, s) == (probe, None)
-    assert study.run_row(probe, s) == (probe, None)  # recorded: skipped on a rerun
-    table_row = study.grid("synthetic")[0]
-    _, error = study.run_row(table_row, s)
+    probe = [r for r in grid.grid("synthetic", sgd_rows=True) if r.probe][0]
+    assert runs.run_row(probe, s) == (probe, None)
+    assert runs.run_row(probe, s) == (probe, None)  # recorded: skipped on a rerun
+    table_row = grid.grid("synthetic")[0]
+    _, error = runs.run_row(table_row, s)
     assert error is not None and "nan" in error
 
 
@@ -335,12 +356,12 @@ def test_local_jobs_each_get_their_own_gpu(tmp_path, monkeypatch):
 
     _FakeExecutor.made.clear()
     monkeypatch.setattr(submitit, "LocalExecutor", _FakeExecutor)
-    monkeypatch.setattr(study, "_gpu_count", lambda: 2)
-    monkeypatch.setattr(study.Study, "folder", lambda self, row: row.name)
-    s = study.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
+    monkeypatch.setattr(executors, "gpu_count", lambda: 2)
+    monkeypatch.setattr(runs.Study, "folder", lambda self, row: row.name)
+    s = runs.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
                     work=str(tmp_path / "work"))
-    rows = study.grid("dfew", quick=True)
-    study.run_local(rows, s, jobs=2, poll_s=0)
+    rows = grid.grid("dfew", quick=True)
+    executors.run_local(rows, s, jobs=2, poll_s=0)
     ex = _FakeExecutor.made[0]
     assert ex.cluster == "local" and ex.params["timeout_min"] >= 24 * 60
     gpus = [p["visible_gpus"] for _, p in ex.submitted]
@@ -359,7 +380,7 @@ def test_slurm_submits_one_array_job_per_missing_row_and_returns(tiny, r18, tmp_
             "--slurm-mem", "32G", "--slurm-array-parallelism", "10", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "scratch")]
     s = _study(args)
-    rows = study.grid("dfew", folds=[1])
+    rows = grid.grid("dfew", folds=[1])
     s.result_dir(rows[0]).mkdir(parents=True)
     (s.result_dir(rows[0]) / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4}))
     capsys.readouterr()
@@ -384,12 +405,12 @@ def test_slurm_submits_one_array_job_per_missing_row_and_returns(tiny, r18, tmp_
 
 
 def test_the_job_that_lands_the_last_row_renders_the_tables(tmp_path, monkeypatch):
-    s = study.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
+    s = runs.Study(annotations="a", root="r", dataset="dfew", preset="paper", results=str(tmp_path / "res"),
                     work=str(tmp_path / "work"))
-    monkeypatch.setattr(study.Study, "folder", lambda self, row: row.name)
-    rows = study.grid("dfew", quick=True)
+    monkeypatch.setattr(runs.Study, "folder", lambda self, row: row.name)
+    rows = grid.grid("dfew", quick=True)
     rendered = []
-    monkeypatch.setattr(study, "render_tables", lambda results, dataset, lock=False: rendered.append(lock))
+    monkeypatch.setattr(executors, "render_tables", lambda results, dataset, lock=False: rendered.append(lock))
 
     def land(row, st, log_output=False):
         out = st.result_dir(row)
@@ -397,8 +418,8 @@ def test_the_job_that_lands_the_last_row_renders_the_tables(tmp_path, monkeypatc
         (out / "result.json").write_text("{}")
         return row, None
 
-    monkeypatch.setattr(study, "run_row", land)
-    job = study.RowJob(s, [r.name for r in rows])
+    monkeypatch.setattr(executors, "run_row", land)
+    job = executors.RowJob(s, [r.name for r in rows])
     for row in rows[:-1]:
         assert job(row) == (row.name, None)
     assert rendered == []
@@ -413,11 +434,11 @@ def test_requeue_stops_the_training_kernel_and_resubmits_the_same_row(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(
         "import subprocess, sys, time\n"
-        "from msstlib import study\n"
+        "from msstlib import executors, grid, runs\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "s = study.Study(annotations='a', root='r', dataset='dfew', preset='paper', results='res', work='w')\n"
-        "row = study.grid('dfew', quick=True)[0]\n"
-        "delayed = study.RowJob(s, ['x'])\n"
+        "s = runs.Study(annotations='a', root='r', dataset='dfew', preset='paper', results='res', work='w')\n"
+        "row = grid.grid('dfew', quick=True)[0]\n"
+        "delayed = executors.RowJob(s, ['x'])\n"
         "d = delayed.checkpoint(row)\n"
         "print(child.poll() is not None, d.args[0] == row, type(d.function).__name__, d.function.expected)\n")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -491,19 +512,17 @@ def test_local_executor_runs_the_quick_grid_through_submitit_and_resumes_killed_
 def test_a_study_ends_by_saying_where_its_results_are_and_labels_a_smoke_test(tmp_path, capsys):
     """The quick run ended on "make[1]: Leaving directory" without saying where the results were,
     and nothing said its numbers were a smoke test (issue 11)."""
-    from msstlib import study as S
-
     quick = tmp_path / "synthetic-quick"
     (quick / "tables").mkdir(parents=True)
     (quick / "tables" / "table1.md").write_text("x")
     (quick / "figures").mkdir()
     (quick / "figures" / "gradcam_happy.png").write_bytes(b"")
-    S.where(quick)
+    render.where(quick)
     out = capsys.readouterr().out
     assert "SMOKE TEST" in out and "table1.md" in out and "gradcam_happy.png" in out
-    S.where(tmp_path / "synthetic")
+    render.where(tmp_path / "synthetic")
     assert "SMOKE TEST" not in capsys.readouterr().out
-    makefile = (Path(S.ROOT) / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
     assert "--no-print-directory figures" in makefile
 
 
@@ -517,7 +536,7 @@ def test_a_study_continued_with_another_pre_trained_backbone_is_refused(tiny, r1
     base = ["--dataset", "dfew", "--root", root, "--preset", "cpu", "--folds", "1", "--results", str(tmp_path / "res"),
             "--work-dir", str(tmp_path / "work")]
     before = _study(base + ["--backbone-weights", r18])
-    committed = next(r for r in study.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
+    committed = next(r for r in grid.grid("dfew", folds=[1]) if r.frames == 8 and r.depths == (2, 2, 2))
     out = before.result_dir(committed)
     out.mkdir(parents=True)
     (out / "result.json").write_text(json.dumps({"war": 0.5, "uar": 0.4, "identity": before.identity(committed),
@@ -540,7 +559,7 @@ def test_a_study_continued_with_another_pre_trained_backbone_is_refused(tiny, r1
     monkeypatch.setattr(study, "render_tables", lambda *a, **k: None)
     assert study.main(base + ["--backbone-weights", str(other), "--allow-other-builds"]) == 0
     assert ran["todo"] and not any(f.startswith(committed.name + "_") for f in ran["todo"])
-    assert len(ran["todo"]) == len(study.grid("dfew", folds=[1], sgd_rows=True)) - 1
+    assert len(ran["todo"]) == len(grid.grid("dfew", folds=[1], sgd_rows=True)) - 1
 
 
 def test_collect_renders_the_tables_from_committed_runs_without_the_data(tmp_path, monkeypatch, capsys):

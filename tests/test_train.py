@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from msstlib import config as C
+from msstlib import loop
 from msstlib import train as T
 from msstlib.labels import EMOTIONS
 
@@ -50,7 +51,7 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monk
     full = _run(tiny, tmp_path / "full", small, epochs=3)
 
     saves = {"n": 0}
-    real_save = T.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die(obj, path):
         real_save(obj, path)
@@ -58,7 +59,7 @@ def test_resume_after_a_kill_reaches_the_same_result(tiny, small, tmp_path, monk
         if saves["n"] == 1:
             raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, tmp_path / "killed", small, epochs=3)
     assert not (tmp_path / "killed" / "result.json").exists()
@@ -134,11 +135,11 @@ def test_frozen_backbone_stays_frozen(tiny, small, r18, tmp_path):
 def test_paper_schedule_and_shortened_milestones():
     cfg = T.TrainConfig()
     assert cfg.milestone_epochs() == [20, 35]
-    assert [T.lr_factor(e, cfg) for e in (0, 19.9, 20, 34.9, 35, 39.9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [loop.lr_factor(e, cfg) for e in (0, 19.9, 20, 34.9, 35, 39.9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     short = T.TrainConfig(epochs=8)
     assert short.milestone_epochs() == [4, 7]
     cos = T.TrainConfig(schedule="cosine", epochs=10)
-    assert T.lr_factor(0, cos) == pytest.approx(1) and T.lr_factor(5, cos) == pytest.approx(0.5)
+    assert loop.lr_factor(0, cos) == pytest.approx(1) and loop.lr_factor(5, cos) == pytest.approx(0.5)
     paper = T.PRESETS["paper"].train
     assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay, paper.epochs, paper.freeze_backbone) == (
         "sgd", 0.1, 0.9, 1e-4, 40, False)
@@ -174,16 +175,16 @@ def test_resume_with_other_threads_and_from_another_mount(tiny, small, tmp_path,
     import shutil
 
     full = _run(tiny, tmp_path / "full", small, epochs=2, threads=1)
-    real_save = T.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die(obj, path):
         real_save(obj, path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, tmp_path / "killed", small, epochs=2, threads=1)
-    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     ann, root = tiny
     moved = tmp_path / "elsewhere" / "data"
     shutil.copytree(root, moved)
@@ -219,7 +220,7 @@ def test_checkpoint_restores_on_any_device(tiny, small, tmp_path):
     assert ckpt["torch_rng"].device.type == "cpu"
     state = torch.random.get_rng_state()
     torch.manual_seed(123)
-    T._restore_rng(ckpt, torch.device("meta"))
+    loop.restore_rng(ckpt, torch.device("meta"))
     assert torch.equal(torch.random.get_rng_state(), ckpt["torch_rng"])
     torch.random.set_rng_state(state)
     # What the old code did: map the checkpoint onto the training device. On a non-CPU device the
@@ -330,11 +331,11 @@ def test_weight_decay_on_matrices_is_a_new_field_that_only_its_runs_carry():
                        annotations=__file__, root=".")
     assert other["train"]["weight_decay_on"] == "matrices" and C.run_id(other) != C.run_id(ident)
     model = build_model(model_cfg)
-    every = T.make_optimizer(model, train_cfg)
+    every = loop.make_optimizer(model, train_cfg)
     assert [len(g["params"]) for g in every.param_groups] == [
         sum(1 for n, p in model.named_parameters() if not n.startswith("backbone.")),
         sum(1 for n, p in model.named_parameters() if n.startswith("backbone."))]
-    groups = T.make_optimizer(model, m_train).param_groups
+    groups = loop.make_optimizer(model, m_train).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     plain = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
