@@ -98,11 +98,12 @@ class Build:
         where = "validation" if self.index == VALIDATION else "builds"
         return Path(results_root) / (dataset + REGIME_SUFFIX[self.regime]) / where
 
-    def prepare(self, work: Path | str = ROOT / "build") -> tuple[str, str]:
-        """Every step of the build not yet done: data, frame cache, backbone, feature cache."""
+    def prepare(self, work: Path | str = ROOT / "build", candidate_frames: int = 0) -> tuple[str, str]:
+        """Every step of the build not yet done: data, frame cache, backbone, feature cache (of the
+        candidate frames the rows sample, ``DataConfig.candidate_frames``)."""
         return prepare_synthetic(self.data(work), self.clips, quick=False, regime=self.regime, seed=self.data_seed,
                                  backbone=self.backbone(work), pretrain_seed=self.pretrain_seed,
-                                 label=f"build {self.name}")
+                                 label=f"build {self.name}", candidate_frames=candidate_frames)
 
 
 def drop_feature_cache(annotations: str | Path) -> int:
@@ -131,7 +132,7 @@ def step(what: str):
 
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True, regime: str = "default",
                       seed: int = 0, backbone: Path | None = None, pretrain_seed: int | None = None,
-                      label: str = "") -> tuple[str, str]:
+                      label: str = "", candidate_frames: int = 0) -> tuple[str, str]:
     """Generate SynDFER (in the given regime, from ``seed``), prepare it like DFEW, cache its frames
     and pre-train the backbone on a separate draw (``pretrain_seed``; default: PretrainConfig's) into
     ``backbone`` (default: :func:`backbone_path`), then cache its features; each step is skipped when
@@ -170,7 +171,8 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
         if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
             with step(f"{who}feature cache: the frozen backbone's outputs for every frame and its flip"):
                 subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
-                                "--backbone-weights", str(backbone), "--size", "64"], check=True, cwd=ROOT)
+                                "--backbone-weights", str(backbone), "--size", "64",
+                                "--candidate-frames", str(candidate_frames)], check=True, cwd=ROOT)
     return str(ann), str(data)
 
 

@@ -191,6 +191,12 @@ class DataConfig:
         crop_ratio: aspect-ratio range of that crop (torchvision's default).
         hflip: random horizontal flip in training.
         normalize: ImageNet mean/std normalisation after scaling to [0, 1].
+        candidate_frames: ``K`` > 0 picks a clip's ``T`` frames among ``K`` evenly spaced candidates
+            (the centres of ``K`` equal segments; :func:`msstlib.data.candidate_indices`) instead of
+            among all its frames; a frozen-backbone feature cache then stores only those ``K`` per
+            clip, which is what keeps DFEW's cache on a laptop disk (``docs/speed.md``). *Not the
+            paper's*: 0 (default) samples among every frame. Its effect on WAR is measured in
+            ``results/feature-cache/``. In the run identity only when set.
     """
 
     frames: int = 16
@@ -199,12 +205,16 @@ class DataConfig:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = True
     normalize: bool = True
+    candidate_frames: int = field(default=0, metadata={IDENTITY: "if-changed"})
 
     def __post_init__(self) -> None:
         for name in ("crop_scale", "crop_ratio"):  # lists from JSON / CLI become tuples
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if self.frames < 1:
             raise ValueError(f"frames={self.frames}: expected >= 1")
+        if self.candidate_frames and self.candidate_frames < self.frames:
+            raise ValueError(f"candidate_frames={self.candidate_frames}: a clip's {self.frames} frames are picked among "
+                             f"its candidates, so give at least {self.frames} (or 0: every frame)")
 
 
 WEIGHT_DECAY_ON = ("all", "matrices")

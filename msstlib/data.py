@@ -93,6 +93,24 @@ def sample_indices(num_frames: int, frames: int, train: bool, rng: np.random.Gen
     return np.minimum(rng.integers(start, stop), num_frames - 1)
 
 
+def candidate_indices(num_frames: int, candidates: int) -> np.ndarray:
+    """The frames of a clip the sampler may pick (``DataConfig.candidate_frames``): every frame when
+    ``candidates`` is 0 or the clip is no longer, else the centres of ``candidates`` equal segments
+    (as test sampling takes them). A feature cache stores only these (:mod:`msstlib.features`)."""
+    if candidates <= 0 or num_frames <= candidates:
+        return np.arange(num_frames)
+    return sample_indices(num_frames, candidates, train=False)
+
+
+def sample_frames(num_frames: int, frames: int, train: bool, rng: np.random.Generator | None = None,
+                  candidates: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(frame indices, their positions among the candidates)``: :func:`sample_indices` over the
+    clip's :func:`candidate_indices` (with ``candidates`` 0 the two are the same)."""
+    cand = candidate_indices(num_frames, candidates)
+    pos = sample_indices(len(cand), frames, train, rng)
+    return cand[pos], pos
+
+
 def decode_frame(path: Path, size: int, clip: str) -> torch.Tensor:
     """One frame as uint8 ``(3, size, size)``, resized with antialiasing; a clear error if unreadable."""
     try:
@@ -295,7 +313,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
-        idx = sample_indices(int(self.num_frames[i]), self.cfg.frames, self.train, rng)
+        idx, _ = sample_frames(int(self.num_frames[i]), self.cfg.frames, self.train, rng, self.cfg.candidate_frames)
         x = self.frames_uint8(i, idx)  # (T, 3, S, S) uint8
         if self.train:
             # v2 transforms draw their parameters once per call, so every frame gets the same crop/flip.

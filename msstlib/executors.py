@@ -151,7 +151,8 @@ def pin_cache(study: Study):
         return None
     if features.unusable(model, train, data) is not None:
         return None
-    store = features.open_store(study.annotations, study.root, model.backbone_weights, model.image_size, model.stages)
+    store = features.open_store(study.annotations, study.root, model.backbone_weights, model.image_size, model.stages,
+                                candidates=data.candidate_frames)
     if store is None:
         return None
     keep_resident(store.array)

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs=3, default=["layer1", "layer2", "layer3"], help="the MELayers' stages")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: the annotations' folder / cache")
     p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
+    p.add_argument("--candidate-frames", type=int, default=0, metavar="K",
+                   help="store only each clip's K candidate frames (DataConfig.candidate_frames; 0: every frame)")
     return p
 
 
@@ -52,7 +54,7 @@ from torch.utils.data import Dataset
 from . import files, inputs
 from .config import STAGE_CHANNELS, STAGE_STRIDE, ConfigError, file_digest, stage_problems
 from .data import ClipDataset, _fingerprint, _frame_files, _read_annotations, cache_paths as frame_cache_paths
-from .data import decode_frame, sample_indices, to_model_input
+from .data import candidate_indices, decode_frame, sample_frames, to_model_input
 from .paths import relative
 
 POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
@@ -71,9 +73,11 @@ def frame_width(size: int, stages: tuple[str, ...]) -> int:
 
 
 def paths(annotations: str | Path, weights: str | Path, size: int, stages: tuple[str, ...],
-          cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+          cache_dir: str | Path | None = None, candidates: int = 0) -> tuple[Path, Path]:
+    """The cache's ``.npy`` and index for these weights, size and stages (``_k<K>``: only each clip's
+    ``K`` candidate frames, ``DataConfig.candidate_frames``)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(annotations).parent / "cache"
-    stem = f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}"
+    stem = f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}" + (f"_k{candidates}" if candidates else "")
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
 
 
@@ -102,8 +106,9 @@ def _frames_source(annotations: Path, root: Path, table, size: int):
 @torch.no_grad()
 def build(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
           stages: tuple[str, ...] = ("layer1", "layer2", "layer3"), cache_dir: str | Path | None = None,
-          batch: int = 256, progress: bool = True) -> Path:
-    """Compute and store the features of every frame and its flip; returns the index path.
+          batch: int = 256, progress: bool = True, candidates: int = 0) -> Path:
+    """Compute and store the features of every frame and its flip (``candidates`` > 0: of each
+    clip's candidate frames only, :func:`msstlib.data.candidate_indices`); returns the index path.
 
     Refuses (:class:`ConfigError`) when the disk cannot hold the cache, saying how much it needs.
     Written under a temporary name and renamed at the end: an interrupted build leaves nothing
@@ -114,9 +119,10 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     annotations, root = Path(annotations), Path(root)
     stages = tuple(stages)
     table = _read_annotations(annotations)
-    counts = table["num_frames"].to_numpy(np.int64)
+    keep = [candidate_indices(int(n), candidates) for n in table["num_frames"]]
+    counts = np.array([len(k) for k in keep], np.int64)  # the frames stored per clip
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    npy, index_path = paths(annotations, weights, size, stages, cache_dir)
+    npy, index_path = paths(annotations, weights, size, stages, cache_dir, candidates)
     npy.parent.mkdir(parents=True, exist_ok=True)
     need, free = needed_bytes(int(offsets[-1]), size, stages), shutil.disk_usage(npy.parent).free
     if need > free:
@@ -125,19 +131,24 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
                           f"larger disk, or train without it (--no-feature-cache)")
     width = frame_width(size, stages)
     backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
-    frames_of = _frames_source(annotations, root, table, size)
+    every_frame = _frames_source(annotations, root, table, size)
+
+    def frames_of(i: int, clip: str) -> torch.Tensor:
+        return every_frame(i, clip, int(table["num_frames"].iloc[i]))[torch.from_numpy(keep[i])]
+
     with files.atomic_path(npy) as tmp:  # a fresh name (nothing planted there is followed), removed on failure
         _fill(tmp, table, counts, offsets, frames_of, backbone, stages, width, size, batch, progress)
     index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
              "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
-             "dtype": np.dtype(DTYPE).name, "offsets": offsets.tolist()}
+             "dtype": np.dtype(DTYPE).name, "candidates": candidates, "offsets": offsets.tolist()}
     files.write_json(index_path, index)
     return index_path
 
 
 def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width: int, size: int, batch: int,
           progress: bool) -> None:
-    """Compute every frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``."""
+    """Compute every stored frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``;
+    ``frames_of(i, clip)``: clip ``i``'s stored frames, ``counts[i]`` of them."""
     from tqdm.auto import tqdm
 
     store = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPE, shape=(int(offsets[-1]), 2, width))
@@ -153,7 +164,7 @@ def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width:
     bar = tqdm(total=int(offsets[-1]), desc=f"backbone features at {size}px", unit="frame", disable=not progress,
                mininterval=5)
     for i, clip in enumerate(table["clip"]):
-        pending.append(frames_of(i, clip, int(counts[i])))
+        pending.append(frames_of(i, clip))
         if sum(len(p) for p in pending) >= batch or i == len(table) - 1:
             n = sum(len(p) for p in pending)
             flush(pending, start)
@@ -172,13 +183,15 @@ class FeatureStore:
         self.array = np.load(npy, mmap_mode="r").view(np.ndarray)  # plain indexing, no np.memmap overhead
         self.offsets = np.asarray(index["offsets"], np.int64)
         self.layout = [(n, tuple(s)) for n, s in index["layout"]]
+        self.candidates = int(index.get("candidates", 0))  # 0: every frame of every clip
 
 
 def open_store(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
-               stages: tuple[str, ...], cache_dir: str | Path | None = None) -> FeatureStore | None:
+               stages: tuple[str, ...], cache_dir: str | Path | None = None,
+               candidates: int = 0) -> FeatureStore | None:
     """The matching cache, or None (absent; or stale, with a warning saying how to rebuild it)."""
     annotations, root = Path(annotations), Path(root)
-    npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir)
+    npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir, candidates)
     if not (npy.is_file() and index_path.is_file()):
         return None
     index = files.read_json(index_path, "feature cache index", fix="remove it and rebuild the cache with "
@@ -207,6 +220,9 @@ class FeatureClipDataset(Dataset):
     are drawn exactly as ``clips`` draws them."""
 
     def __init__(self, store: FeatureStore, clips: ClipDataset):
+        if store.candidates != clips.cfg.candidate_frames:
+            raise ValueError(f"{store.path.name} stores {store.candidates or 'all'} candidate frames per clip; these "
+                             f"clips sample among {clips.cfg.candidate_frames or 'all'}")
         self.store, self.clips = store, clips
 
     def __len__(self) -> int:
@@ -216,13 +232,13 @@ class FeatureClipDataset(Dataset):
         c = self.clips
         i, epoch = key if isinstance(key, tuple) else (key, c.epoch)
         rng = np.random.default_rng([c.seed, epoch, i]) if c.train else None
-        idx = sample_indices(int(c.num_frames[i]), c.cfg.frames, c.train, rng)
+        _, pos = sample_frames(int(c.num_frames[i]), c.cfg.frames, c.train, rng, c.cfg.candidate_frames)
         flip = 0
         if c.train:  # ClipDataset seeds its transforms from the same generator, then flips if rand < 0.5
             seed = int(rng.integers(2**31))
             if c.cfg.hflip:
                 flip = int(torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() < 0.5)
-        rows = self.store.offsets[c._rows[i]] + idx
+        rows = self.store.offsets[c._rows[i]] + pos  # the store holds the clip's candidates only
         return torch.from_numpy(np.ascontiguousarray(self.store.array[rows, flip])), int(c.labels[i])
 
 
@@ -252,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         problems = inputs.Problems()
         inputs.check_size(args.size, problems=problems)
+        if args.candidate_frames < 0:
+            problems.add(f"--candidate-frames {args.candidate_frames}: give K >= 1 candidate frames per clip, or 0 "
+                         f"for every frame")
         for problem in stage_problems(args.stages):
             problems.add(f"--stages {' '.join(args.stages)}: {problem}")
         if not args.backbone_weights.is_file():
@@ -262,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         problems.raise_if_any()
         if not args.force:
             store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
-                               args.cache_dir)
+                               args.cache_dir, args.candidate_frames)
             if store is not None:
                 print(f"feature cache up to date: {relative(store.path)}")
                 return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
-                      args.cache_dir)
+                      args.cache_dir, candidates=args.candidate_frames)
     except inputs.USAGE_ERRORS as exc:
         print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2

@@ -296,7 +296,7 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
             annotations = data / "prepared" / "annotations.csv"
             if not listing and not args.collect:  # one writer of a build (data, backbone, rows) at a time
                 held.enter_context(files.FolderLock(b.folder(), "build folder"))
-                annotations, _ = b.prepare()
+                annotations, _ = b.prepare(candidate_frames=int(extra.get("candidate_frames", 0)))
             rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
             if args.frames:  # e.g. make reproduce's subset: the T = 4 rows of two builds
                 rows = [r for r in rows if r.frames in args.frames]

@@ -152,7 +152,7 @@ def build(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg
     store = None
     if train_cfg.feature_cache and features.unusable(model_cfg, train_cfg, data_cfg) is None:
         store = features.open_store(spec.annotations, spec.root, model_cfg.backbone_weights, model_cfg.image_size,
-                                    model_cfg.stages)
+                                    model_cfg.stages, candidates=data_cfg.candidate_frames)
     cached = store.array if store is not None else train_set._store
     residency = keep_resident(cached) if train_cfg.cache_in_memory and cached is not None else "not pinned"
     if store is not None:  # the frozen backbone's outputs, read instead of computed

@@ -130,7 +130,7 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     monkeypatch.setattr(builds.Build, "scratch", lambda self, work=None: tmp_path / "work")
     monkeypatch.setattr(builds.Build, "results", lambda self, *a: tmp_path / "results" / "synthetic" / "builds")
     prepared, ran, scored, rendered = [], [], [], []
-    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None: prepared.append(self.name) or
+    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0: prepared.append(self.name) or
                         (str(data / "prepared" / "annotations.csv"), str(data)))
 
     def fake_run(rows, s, jobs):

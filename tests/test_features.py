@@ -176,3 +176,49 @@ def test_testing_only_after_the_last_epoch_changes_nothing_but_the_curves(tiny, 
     assert log_every["test_war"].notna().all()
     assert log_last["test_war"].isna().tolist() == [True, True, False]
     assert log_every["loss"].tolist() == log_last["loss"].tolist()
+
+
+def test_a_cache_of_candidate_frames_stores_only_those_and_draws_what_the_frame_path_draws(tiny, r18, tmp_path):
+    """DataConfig.candidate_frames = K (issue 29: a DFEW-size cache on a laptop disk): the cache
+    holds each clip's K candidate frames only, and the model fed from it matches the model fed with
+    the frames the frame path draws among the same candidates."""
+    import pandas as pd
+
+    from msstlib import config
+    from msstlib.data import candidate_indices
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny[1], root)
+    ann = root / "prepared" / "annotations.csv"
+    stages = PRESETS["cpu"].model.stages
+    FT.build(ann, root, r18, 64, progress=False, candidates=8)
+    store = FT.open_store(ann, root, r18, 64, stages, candidates=8)
+    counts = pd.read_csv(ann)["num_frames"]
+    assert counts.max() > 8 and store.array.shape[0] == int(np.minimum(counts, 8).sum())
+    assert FT.open_store(ann, root, r18, 64, stages) is None  # the every-frame cache is another file
+    assert list(candidate_indices(16, 8)) == [1, 3, 5, 7, 9, 11, 13, 15] and list(candidate_indices(5, 8)) == list(range(5))
+    torch.manual_seed(0)
+    model = build_model(PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, backbone_weights=r18)).eval()
+    wrapped = FT.FeatureInput(model, store.layout).eval()
+    data = PRESETS["cpu"].data.__class__(**{**PRESETS["cpu"].data.__dict__, "frames": 4, "candidate_frames": 8})
+    for train in (True, False):
+        frames = ClipDataset(ann, root, fold=1, train=train, cfg=data, seed=3, raw=True)
+        feats = FT.FeatureClipDataset(store, frames)
+        for key in [(i, e) for e in range(2) for i in range(0, len(frames), 5)]:
+            x, _ = frames[key]
+            f, _ = feats[key]
+            with torch.no_grad():
+                a, b = model(to_model_input(x)[None]), wrapped(f[None].float())
+            assert (a - b).abs().max() < 2e-2 * max(1.0, a.abs().max()), key
+    with pytest.raises(ValueError, match="candidate frames"):
+        FT.FeatureClipDataset(store, ClipDataset(ann, root, fold=1, train=True, cfg=PRESETS["cpu"].data, raw=True))
+    # A new identity field, in the run id only when set: every committed row keeps its run id.
+    model_cfg, train_cfg, data_cfg = config.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={"backbone_weights": r18})
+    base = config.identity(model_cfg, train_cfg, data_cfg, dataset="synthetic", fold=1, split=None, seed=0,
+                           annotations=str(ann), root=str(root))
+    _, _, k16 = config.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={"candidate_frames": 16, "backbone_weights": r18})
+    other = config.identity(model_cfg, train_cfg, k16, dataset="synthetic", fold=1, split=None, seed=0, annotations=str(ann),
+                            root=str(root))
+    assert "candidate_frames" not in json.dumps(base) and config.run_id(base) != config.run_id(other)
+    with pytest.raises(ValueError, match="at least 16"):
+        config.resolve("cpu", frames=16, depths=(1, 1, 1), overrides={"candidate_frames": 8, "backbone_weights": r18})
