@@ -48,13 +48,31 @@ class LockHeld(ConfigError):
 # ----------------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode a plain ``open(path, "w")`` would give (0666 less the umask). mkstemp makes its file
+# 0600, which a results folder shared with a group (a cluster's project space) could not read.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def _fresh(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` with :data:`FILE_MODE`: ``(fd, name)``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """A fresh temporary path beside ``path``; renamed onto ``path`` when the block ends normally,
     removed when it raises. For writers that need a file name (``torch.save``, ``np.save``,
     ``open_memmap``)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _fresh(path)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -67,7 +85,7 @@ def atomic_path(path: str | Path):
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _fresh(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

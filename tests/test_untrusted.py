@@ -415,3 +415,15 @@ def test_every_torch_load_of_the_project_reads_weights_only():
     assert {k: v for k, v in found.items() if v} == {"msstlib/checkpoint.py": 2, "msstlib/identity.py": 1}  # (one in its docstring)
     tests = [p for p in (ROOT / "tests").glob("*.py") if p.name != "test_untrusted.py"]
     assert not [p for p in sources + tests if "weights_only=False" in p.read_text()]
+
+
+def test_safe_writes_give_files_the_mode_a_plain_write_would(tmp_path):
+    """Every result.json, log.csv, executed notebook and report was 0600 (mkstemp's mode): a results
+    folder shared with a group could not be read by it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    files.write_text(tmp_path / "a.json", "{}")
+    with files.atomic_path(tmp_path / "b.pt") as tmp:
+        torch.save({"x": torch.zeros(1)}, tmp)
+    for name in ("a.json", "b.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
