@@ -12,12 +12,15 @@ flow, so each dataset module only says how to read its own layout.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
@@ -194,3 +197,14 @@ def run_cli(argv: Sequence[str] | None, *, prog: str, description: str, read: Re
         print(summarize(annotations))
         print(f"\nWrote {len(annotations)} clips to {out}")
     return 0
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())

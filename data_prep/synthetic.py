@@ -47,20 +47,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from data_prep.common import save_npz
 from data_prep.syndfer_render import CORNERS, DIMENSIONS, JAW, STRETCH, ClipMotion, render_clip
 from msstlib.labels import EMOTIONS
 
@@ -326,17 +325,6 @@ def expression_timing(motion: ClipMotion) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------- writing
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez_compressed with fixed zip timestamps, so equal arrays give equal bytes."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue())
-
-
 def _write_clips(task: tuple[str, SynDFERConfig, int, list[tuple[int, int, int]]]) -> list[dict]:
     """Worker: draw and write a batch of clips; returns their meta rows."""
     root, cfg, seed, batch = task
@@ -350,7 +338,7 @@ def _write_clips(task: tuple[str, SynDFERConfig, int, list[tuple[int, int, int]]
         folder.mkdir(parents=True)
         for k, frame in enumerate(frames, start=1):
             Image.fromarray(frame).save(folder / f"{k}.jpg", format="JPEG", quality=90)
-        _save_npz(root / "Masks" / f"{cid}.npz", {"mask": mask,
+        save_npz(root / "Masks" / f"{cid}.npz", {"mask": mask,
                                                    "au": motion.au.astype(np.float32),
                                                    "envelope": motion.envelope.astype(np.float32)})
         onset, apex, offset = expression_timing(motion)
