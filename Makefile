@@ -91,6 +91,10 @@ bench: install
 	$(BIN)/python benchmarks/bench_embed_dim.py --threads 1
 	$(BIN)/python benchmarks/bench_train_step.py --frames 4 --threads 1
 	$(BIN)/python benchmarks/bench_video.py --threads 2
+	@# The paper preset at its real size and DFEW-scale costs (issue 29): ~4 and ~5 min, on one SynDFER draw
+	@# rendered at 224 px on first use (a few minutes). benchmarks/gpu_check.py is for a GPU host (benchmarks/README.md).
+	$(BIN)/python benchmarks/bench_paper_preset.py --steps 4
+	$(BIN)/python benchmarks/dfew_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

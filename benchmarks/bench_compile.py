@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     study = common.STUDY
     store = common.require_features(study.annotations, study.root, study.weights)
     clips = ClipDataset(study.annotations, study.root, fold=1, train=True, cfg=common.cpu_data(frames), raw=True)
-    loader = DataLoader(features.FeatureClipDataset(store, clips), batch_sampler=EpochBatches(len(clips), 16, shuffle=True))
+    loader = DataLoader(features.FeatureClipDataset(store, clips),
+                        batch_sampler=EpochBatches(len(clips), 16, shuffle=True))
     batches = [batch for _, batch in zip(range(15), loader)]
 
     def make(compiled: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     cached = ClipDataset(args.annotations, args.root, fold=1, train=True, cfg=cfg)
     assert cached.cached, "the frame cache is stale or missing"
     loaders = {
-        "peer-style (glob + PIL per frame)": PeerStyleClips(args.root, decoded.clips, decoded.labels.tolist(), args.frames,
-                                                            args.size),
+        "peer-style (glob + PIL per frame)": PeerStyleClips(args.root, decoded.clips, decoded.labels.tolist(),
+                                                            args.frames, args.size),
         "ours, decoding (torchvision)": decoded,
         "ours, frame cache": cached,
         "ours, feature cache": features.FeatureClipDataset(store, cached),

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     base = clips_per_s(False, args.frames, args.steps)
     fast = clips_per_s(True, args.frames, args.steps)
-    print(f"T={args.frames}, {args.threads} thread(s): contiguous {base:.1f} clips/s, channels-last {fast:.1f} clips/s, "
-          f"ratio {fast / base:.2f}x")
+    print(f"T={args.frames}, {args.threads} thread(s): contiguous {base:.1f} clips/s, "
+          f"channels-last {fast:.1f} clips/s, ratio {fast / base:.2f}x")
 
 
 if __name__ == "__main__":

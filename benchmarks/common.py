@@ -18,6 +18,9 @@ first); the tests import it the same way.
 * :func:`gemm_peak_tflops`, :data:`SPEC_PEAKS`, :func:`peak_rss_mb`: what a step's counted FLOPs/s
   are compared with (MFU), and memory.
 * :class:`ArgumentParser`, :func:`fail`: a bad flag or input is one line on stderr, exit status 2.
+
+Importing it loads no torch (each function imports what it needs), so a script checks its flags in
+a moment before paying for torch.
 """
 
 from __future__ import annotations
@@ -33,17 +36,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as functional
-from torch.utils.data import DataLoader, Subset
+from msstlib.config import PRESETS, DataConfig, resolve  # no torch: flags are checked before it loads
 
-from msstlib import features
-from msstlib.config import PRESETS, DataConfig, resolve
-from msstlib.data import ClipDataset, build_cache
-from msstlib.flops import count_gmacs
-from msstlib.model import build_model
-from msstlib.train import make_optimizer
+if TYPE_CHECKING:  # annotations only
+    import torch
+
+    from msstlib import features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,6 +134,12 @@ def frozen_setup(*, depths=(1, 1, 1), weights: str | None = None, layout=None, c
     eval mode (its BatchNorm statistics fixed), the rest training, the preset's optimiser. With
     ``layout`` (a feature cache's, :attr:`msstlib.features.FeatureStore.layout`) the step reads packed
     features; without, frames. ``model_changes`` are MSSTConfig fields (``embed_dim=64``)."""
+    import torch
+
+    from msstlib import features
+    from msstlib.model import build_model
+    from msstlib.train import make_optimizer
+
     torch.manual_seed(seed)
     preset = PRESETS["cpu"]
     model = build_model(preset.model.replace(depths=tuple(depths), backbone_weights=weights, **model_changes))
@@ -149,6 +155,8 @@ def frozen_setup(*, depths=(1, 1, 1), weights: str | None = None, layout=None, c
 def require_features(annotations: str, root: str, weights: str, size: int = 64,
                      stages=PRESETS["cpu"].model.stages) -> features.FeatureStore:
     """The matching feature cache, or a one-line error saying how to build it."""
+    from msstlib import features
+
     for flag, path in (("annotations", annotations), ("backbone weights", weights)):
         if not Path(path).is_file():
             fail(f"{flag} {path}: no such file (make bench builds the study's SynDFER, backbone and feature cache)")
@@ -164,6 +172,9 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
                bf16: bool = False) -> torch.Tensor:
     """One optimiser step on ``(x, y)``; under bf16 autocast on ``x``'s device when ``bf16``. Returns the
     (detached) loss."""
+    import torch
+    import torch.nn.functional as functional
+
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = functional.cross_entropy(net(x).float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -204,6 +215,12 @@ def paper_setup(variant: str = "msstnet", *, frames: int = 16, size: int | None 
     """The paper preset end to end: random-init ResNet-18 trained with the rest, SGD at the preset's lr
     (unless ``lr``), channels-last as the preset says, on ``device``. The FLOPs are counted before
     training starts."""
+    import torch
+
+    from msstlib.flops import count_gmacs
+    from msstlib.model import build_model
+    from msstlib.train import make_optimizer
+
     model_cfg, train_cfg, data_cfg = paper_configs(variant, frames=frames, size=size, lr=lr)
     torch.manual_seed(seed)
     layout = torch.channels_last if train_cfg.channels_last else torch.preserve_format
@@ -253,6 +270,8 @@ def subset(annotations: str | Path, out: str | Path, rows) -> str:
 
 def frame_cache(annotations: str, root: str, size: int) -> float:
     """Builds the frame cache at ``size`` px unless a valid one exists; the seconds it took (0: it existed)."""
+    from msstlib.data import ClipDataset, build_cache
+
     fold = int(next(iter(sorted(set(_column(annotations, "fold"))))))
     if ClipDataset(annotations, root, fold=fold, train=False, cfg=DataConfig(image_size=size)).cached:
         return 0.0
@@ -273,6 +292,9 @@ def loader_clips_per_s(dataset, clips: int, batch: int, workers: int, threads: i
     the timing as an epoch starts them; ``steady``: from the first batch on instead (the rate a running
     epoch sustains, without the workers' start). ``threads``: torch threads of this process meanwhile
     (a DataLoader worker runs with one; ``None``: leave them)."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
     loader = DataLoader(Subset(dataset, range(min(clips, len(dataset)))), batch_size=batch, num_workers=workers,
                         shuffle=False)
     before = torch.get_num_threads()
@@ -294,26 +316,31 @@ def loader_clips_per_s(dataset, clips: int, batch: int, workers: int, threads: i
 
 
 def synchronize(device) -> None:
+    import torch
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def gemm_peak_tflops(device="cpu", dtype=torch.float32, size: int | None = None, repeats: int = 5) -> float:
+def gemm_peak_tflops(device="cpu", dtype=None, size: int | None = None, repeats: int = 5) -> float:
     """This device's measured dense matrix-product rate, TFLOP/s: the median over ``repeats`` of one
     ``size x size`` by ``size x size`` product (2 size^3 FLOPs) at the current thread count, after one
-    warm-up. The denominator of a measured MFU."""
+    warm-up (``dtype``: float32 unless given). The denominator of a measured MFU."""
+    import torch
+
+    dtype = dtype or torch.float32
     device = torch.device(device)
     size = size or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    left = torch.randn(size, size, device=device, dtype=dtype)
+    right = torch.randn(size, size, device=device, dtype=dtype)
     inner = 10 if device.type == "cuda" else 1  # several products per timing on a GPU (microseconds each)
-    torch.mm(a, b)
+    torch.mm(left, right)
     synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(inner):
-            torch.mm(a, b)
+            torch.mm(left, right)
         synchronize(device)
         times.append((time.perf_counter() - start) / inner)
     return 2 * size ** 3 / statistics.median(times) / 1e12
@@ -347,6 +374,7 @@ def timing_weights(path: str | Path, seed: int = 0) -> str:
     benchmark needs when only its time matters. The cpu preset refuses to freeze a backbone without
     weights, and the time of a step does not depend on their values; rows trained on it learn nothing
     worth reporting."""
+    import torch
     from torchvision.models import resnet18
 
     path = Path(path)

@@ -25,7 +25,8 @@ def main() -> None:
     study = common.STUDY
     store = common.require_features(study.annotations, study.root, study.weights)
     clips = ClipDataset(study.annotations, study.root, fold=1, train=True, cfg=common.cpu_data(16), raw=True)
-    loader = DataLoader(features.FeatureClipDataset(store, clips), batch_sampler=EpochBatches(len(clips), 16, shuffle=True))
+    loader = DataLoader(features.FeatureClipDataset(store, clips),
+                        batch_sampler=EpochBatches(len(clips), 16, shuffle=True))
     batches = [batch for _, batch in zip(range(6), loader)]
     setup = common.frozen_setup(weights=study.weights, layout=store.layout)
     x, y = batches[0]
