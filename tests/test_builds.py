@@ -129,6 +129,8 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     monkeypatch.setattr(builds.Build, "backbone", lambda self, work=None: Path(r18))
     monkeypatch.setattr(builds.Build, "scratch", lambda self, work=None: tmp_path / "work")
     monkeypatch.setattr(builds.Build, "results", lambda self, *a: tmp_path / "results" / "synthetic" / "builds")
+    # the build folder (its lock) too: never the clone's build/, where a real build may be running
+    monkeypatch.setattr(builds.Build, "folder", lambda self, work=None: tmp_path / "build" / self.name)
     prepared, ran, scored, rendered = [], [], [], []
     monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0: prepared.append(self.name) or
                         (str(data / "prepared" / "annotations.csv"), str(data)))
