@@ -178,7 +178,7 @@ def build_cam(study: Study, rows: list[Row], build: Build, max_clips: int = BUIL
                 {"annotations": paths.relative(study.annotations), "root": paths.relative(study.root), "fold": UNIT_FOLD,
                  "control_checkpoint": paths.relative(control), "msst_checkpoint": paths.relative(msst),
                  "max_clips": max_clips, "figures_dir": "", "tables_dir": paths.relative(out),
-                 "regime": build.regime, "show_progress": False}, progress_bar=False)
+                 "regime": build.regime, "show_progress": False, "show_figures": False}, progress_bar=False)
     return out
 
 

@@ -96,6 +96,9 @@ def test_a_builds_grad_cam_scores_its_own_models_and_gives_one_unit_per_comparis
     units = claims.cam_units(out.parent, "default")
     assert len(units) == 6 and set(units["unit"]) == {"b01"}  # 3 within MSSTNet + 3 against the control
     assert units["comparison"].str.contains("T-Former3 out").any() and (units["metric"] == "gradcam_energy").all()
+    # A build's copy scores; it draws no figures (b03's, drawn at 100 dpi, was 8.4 MB)
+    executed = (out / "gradcam.ipynb").read_text()
+    assert "image/png" not in executed and len(executed) < 500_000
 
 
 def test_a_builds_backbone_is_never_prepared_without_its_seed(tmp_path, monkeypatch):
