@@ -71,10 +71,7 @@ class PeerStyleClips(Dataset):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = common.ArgumentParser(prog="python benchmarks/bench_loading.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--annotations", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--backbone-weights", required=True)
+    parser = common.data_parser("bench_loading.py", __doc__)
     parser.add_argument("--size", type=common.positive, default=64)
     parser.add_argument("--frames", type=common.positive, default=16)
     parser.add_argument("--clips", type=common.positive, default=320)

@@ -44,10 +44,7 @@ def drop_pages(path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = common.ArgumentParser(prog="python benchmarks/bench_residency.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--annotations", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--backbone-weights", required=True)
+    parser = common.data_parser("bench_residency.py", __doc__)
     parser.add_argument("--frames", type=common.positive, default=4)
     parser.add_argument("--clips", type=int, default=1200, help="training clips per pass (0: all of fold 1's)")
     parser.add_argument("--repeats", type=common.positive, default=3)

@@ -31,10 +31,7 @@ from benchmarks import common  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = common.ArgumentParser(prog="python benchmarks/bench_train.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--annotations", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--backbone-weights", required=True)
+    parser = common.data_parser("bench_train.py", __doc__)
     parser.add_argument("--frames", type=common.positive, default=4)
     parser.add_argument("--threads", type=common.positive, default=1)
     parser.add_argument("--steps", type=common.positive, default=20)

@@ -17,7 +17,7 @@ first); the tests import it the same way.
   reused), a subset of its clips, and its frame cache at a size.
 * :func:`gemm_peak_tflops`, :data:`SPEC_PEAKS`, :func:`peak_rss_mb`: what a step's counted FLOPs/s
   are compared with (MFU), and memory.
-* :class:`ArgumentParser`, :func:`fail`: a bad flag or input is one line on stderr, exit status 2.
+* :class:`ArgumentParser`, :func:`data_parser`, :func:`fail`: a bad flag or input is one line on stderr, exit status 2.
 
 Importing it loads no torch (each function imports what it needs), so a script checks its flags in
 a moment before paying for torch.
@@ -92,6 +92,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def data_parser(script: str, doc: str) -> ArgumentParser:
+    """The parser of a benchmark that reads a prepared SynDFER and its backbone: ``--annotations``,
+    ``--root`` and ``--backbone-weights`` (all required; ``make bench`` passes :data:`STUDY`'s),
+    with the script's ``prog`` and the first line of its docstring as its description."""
+    parser = ArgumentParser(prog=f"python benchmarks/{script}", description=doc.splitlines()[0])
+    parser.add_argument("--annotations", required=True, help="the prepared annotations.csv")
+    parser.add_argument("--root", required=True, help="the dataset root its paths are relative to")
+    parser.add_argument("--backbone-weights", required=True, help="the pre-trained ResNet-18 (.pt)")
+    return parser
 
 
 def fail(message: str) -> None:

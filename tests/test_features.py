@@ -36,6 +36,24 @@ def test_cache_file_layout_and_size(cached, r18):
     assert FT.needed_bytes(frames, 64, ("layer1", "layer2", "layer3")) == frames * 2 * width * 2
 
 
+def _both_paths(model, store, ann, root, data, epochs, step):
+    """Every ``step``-th clip of fold 1, train (``epochs`` epochs of random frames and flips) and
+    test: the model fed from the cache must give the logits, and the label, of the model fed with
+    the frames the frame path draws. Yields each (frames, logits) for further checks."""
+    wrapped = FT.FeatureInput(model, store.layout).eval()
+    for train in (True, False):
+        frames = ClipDataset(ann, root, fold=1, train=train, cfg=data, seed=3, raw=True)
+        feats = FT.FeatureClipDataset(store, frames)
+        for key in [(i, e) for e in range(epochs) for i in range(0, len(frames), step)]:
+            x, y = frames[key]
+            f, y2 = feats[key]
+            with torch.no_grad():
+                a, b = model(to_model_input(x)[None]), wrapped(f[None].float())
+            assert y == y2, key
+            assert (a - b).abs().max() < 2e-2 * max(1.0, a.abs().max()), key
+            yield x, a
+
+
 @pytest.mark.parametrize("variant,depths", [("msstnet", (1, 1, 1)), ("resnet18-mean", (0, 0, 0))])
 def test_features_give_the_backbone_path_up_to_16_bit_rounding(cached, r18, variant, depths):
     """Item by item, in training (random frames and flips, three epochs) and testing: the model fed
@@ -47,21 +65,11 @@ def test_features_give_the_backbone_path_up_to_16_bit_rounding(cached, r18, vari
                                           backbone_weights=r18)).eval()
     store = FT.open_store(ann, root, r18, 64, cfg.model.stages)
     data = cfg.data.__class__(**{**cfg.data.__dict__, "frames": 4})
-    wrapped = FT.FeatureInput(model, store.layout).eval()
     flips_seen = set()
-    for train in (True, False):
-        frames = ClipDataset(ann, root, fold=1, train=train, cfg=data, seed=3, raw=True)
-        feats = FT.FeatureClipDataset(store, frames)
-        for key in [(i, e) for e in range(3) for i in range(0, len(frames), 7)]:
-            x, y = frames[key]
-            f, y2 = feats[key]
-            with torch.no_grad():
-                a = model(to_model_input(x)[None])
-                b = wrapped(f[None].float())
-                unflipped = model(to_model_input(x.flip(-1))[None])
-            assert y == y2
-            assert (a - b).abs().max() < 2e-2 * max(1.0, a.abs().max()), key
-            flips_seen.add(bool((a - unflipped).abs().max() > 0.05))
+    for x, a in _both_paths(model, store, ann, root, data, epochs=3, step=7):
+        with torch.no_grad():
+            unflipped = model(to_model_input(x.flip(-1))[None])
+        flips_seen.add(bool((a - unflipped).abs().max() > 0.05))
     assert flips_seen == {True, False} or variant == "resnet18-mean"  # both flip outcomes were exercised
 
 
@@ -199,17 +207,9 @@ def test_a_cache_of_candidate_frames_stores_only_those_and_draws_what_the_frame_
     assert list(candidate_indices(16, 8)) == [1, 3, 5, 7, 9, 11, 13, 15] and list(candidate_indices(5, 8)) == list(range(5))
     torch.manual_seed(0)
     model = build_model(PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, backbone_weights=r18)).eval()
-    wrapped = FT.FeatureInput(model, store.layout).eval()
     data = PRESETS["cpu"].data.__class__(**{**PRESETS["cpu"].data.__dict__, "frames": 4, "candidate_frames": 8})
-    for train in (True, False):
-        frames = ClipDataset(ann, root, fold=1, train=train, cfg=data, seed=3, raw=True)
-        feats = FT.FeatureClipDataset(store, frames)
-        for key in [(i, e) for e in range(2) for i in range(0, len(frames), 5)]:
-            x, _ = frames[key]
-            f, _ = feats[key]
-            with torch.no_grad():
-                a, b = model(to_model_input(x)[None]), wrapped(f[None].float())
-            assert (a - b).abs().max() < 2e-2 * max(1.0, a.abs().max()), key
+    for _ in _both_paths(model, store, ann, root, data, epochs=2, step=5):
+        pass
     with pytest.raises(ValueError, match="candidate frames"):
         FT.FeatureClipDataset(store, ClipDataset(ann, root, fold=1, train=True, cfg=PRESETS["cpu"].data, raw=True))
     # A new identity field, in the run id only when set: every committed row keeps its run id.
