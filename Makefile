@@ -35,7 +35,8 @@ flops: install
 #   make reproduce         builds 1 and 2 of the default regime, their T = 4 rows and Grad-CAM, re-run from
 #                          nothing into build/reproduce/ (never over results/), then compared row by row and
 #                          verdict by verdict with the committed ones: exit 0 when all agree, else a table of
-#                          what does not and build/reproduction.md. Each step resumes where it stopped.
+#                          what does not, build/reproduction.md and its page build/reproduce/report.html.
+#                          Each step resumes where it stopped.
 #   make reproduce FULL=1  the same for every row of builds 1-8.  QUICK=1: a smoke run of a few rows (minutes).
 #   make study             complete the committed results in results/ (the validation draw, the five-fold
 #                          study in both regimes with its Grad-CAM, builds 1-8): what made them.
@@ -53,7 +54,10 @@ ifdef QUICK
 	@$(MAKE) --no-print-directory figures QUICK=1
 else
 	$(STUDY) --builds $(BUILDS) $(BUILD_ROWS) --drop-caches --results-root $(REPRO)
-	$(BIN)/python -m msstlib.reproduce --rerun $(REPRO) --report build/reproduction.md
+	@# The comparison (exit 1 when something disagrees), then its page either way: build/reproduce/report.html
+	$(BIN)/python -m msstlib.reproduce --rerun $(REPRO) --report build/reproduction.md; rc=$$?; \
+	[ $$rc -le 1 ] && $(BIN)/python -m msstlib.report --reproduction build/reproduction.md \
+		--out build/reproduce/report.html || exit 2; exit $$rc
 endif
 
 study: install flops

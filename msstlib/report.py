@@ -1,7 +1,7 @@
 """One page to look at: ``results/report.html`` from the executed tables and Grad-CAM notebooks
 (``make report``; issue 28).
 
-    python -m msstlib.report [--out results/report.html]
+    python -m msstlib.report [--out results/report.html] [--reproduction build/reproduction.md]
 
 The page joins the committed, executed copies of ``tables.ipynb`` (Table 1 / Table 3 beside the
 paper's, the claims over builds of every regime, the regimes) and ``gradcam.ipynb`` (Fig. 3
@@ -9,12 +9,19 @@ analogues) of each regime, without their input cells, figures embedded. Each sec
 its provenance: the notebook, the commit that last changed it, the command that made it and its
 papermill parameters. Widget outputs (progress bars, whose saved state a browser does not replay)
 are left out. nbconvert renders it.
+
+``make reproduce`` writes its own page, ``build/reproduce/report.html`` (``--reproduction
+build/reproduction.md --out build/reproduce/report.html``): the comparison of the re-run against
+the committed rows and verdicts first (``msstlib.reproduce``), then the committed sections it was
+compared with. ``results/report.html`` itself is refreshed by ``make report`` and ``make study``,
+which write ``results/``; ``make reproduce`` never does, so a clean checkout stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import re
 import subprocess
 import sys
 import uuid
@@ -63,8 +70,9 @@ def _as_jpeg(output, quality: int = 85):
     return output
 
 
-def build(sections=SECTIONS):
-    """The joined notebook: a title cell, then per section its provenance and its outputs."""
+def build(sections=SECTIONS, reproduction: Path | None = None):
+    """The joined notebook: a title cell, then (when given) the reproduction's Markdown, then per
+    section its provenance and its outputs."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -76,6 +84,11 @@ def build(sections=SECTIONS):
         "over independent builds (README \"The claims\"). This page is rendered from the committed, executed "
         "notebooks by `make report` (`python -m msstlib.report`); each section says which notebook, which commit "
         "and which command made it."))
+    if reproduction is not None:
+        nb.cells.append(nbformat.v4.new_markdown_cell(
+            f"---\n\n*Made by `make reproduce` (`python -m msstlib.reproduce`): the re-run rows, Grad-CAM units "
+            f"and verdicts against the committed ones below; the whole comparison is also in `{reproduction.name}`.*"
+            f"\n\n" + re.sub(r"^(#+) ", r"#\1 ", Path(reproduction).read_text(), flags=re.M)))  # one level down
     for rel, title, command in sections:
         path = ROOT / rel
         if not path.is_file():
@@ -99,11 +112,12 @@ def build(sections=SECTIONS):
     return nb
 
 
-def render(out: Path) -> Path:
+def render(out: Path, reproduction: Path | None = None) -> Path:
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(build())
+    body, _ = exporter.from_notebook_node(build(reproduction=reproduction))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     files.write_text(out, body)
     return out
 
@@ -111,8 +125,14 @@ def render(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m msstlib.report", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "results" / "report.html")
+    p.add_argument("--reproduction", type=Path, default=None,
+                   help="a comparison msstlib.reproduce wrote (build/reproduction.md), shown first")
     args = p.parse_args(argv)
-    out = render(args.out)
+    if args.reproduction is not None and not args.reproduction.is_file():
+        print(f"error: --reproduction {args.reproduction}: no such file; run `python -m msstlib.reproduce` "
+              f"(make reproduce) first", file=sys.stderr)
+        return 2
+    out = render(args.out, args.reproduction)
     print(f"-> {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

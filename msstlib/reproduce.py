@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import claims, files, grid, inputs, results
+from . import claims, files, grid, inputs, paths, results
 from .builds import REGIME_SUFFIX, ROOT
 
 SPREAD_FLOOR = 1.0  # WAR points: the least tolerance against another build
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     same = {b for b, g in rows.groupby("build") if (g["compared"] == "same build: exactly").all()}
     cam = cam_compared(cams["committed"], cams["rerun"], same)
     verdicts = verdicts_compared(committed, rerun, args.regime, cams["committed"], cams["rerun"])
-    text = report(rows, verdicts, args.rerun, args.committed, cam)
+    text = report(rows, verdicts, paths.relative(args.rerun), paths.relative(args.committed), cam)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     files.write_text(args.report, text)
     print(text)

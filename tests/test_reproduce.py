@@ -28,6 +28,7 @@ def test_an_identical_rerun_reproduces(tmp_path, capsys):
     assert reproduce.main(["--rerun", str(root), "--report", str(tmp_path / "r.md")]) == 0
     text = (tmp_path / "r.md").read_text()
     assert "**It reproduces**" in text and "same build: exactly" in text and "| unresolved  | unresolved |" in text
+    assert text.startswith("# Reproduction: ") and " against results\n" in text.splitlines()[0] + "\n"  # no machine path
 
 
 def test_a_row_that_moved_is_named_in_a_table_and_the_exit_status_is_1(tmp_path):
@@ -92,3 +93,22 @@ def test_the_report_joins_the_executed_notebooks_without_inputs_or_widgets(tmp_p
     assert "<div class=\"highlight hl-ipython3\">" not in html.split("<body", 1)[1]  # no code input cells
     assert "src=\"data:image/jpeg" in html and "src=\"data:image/png" not in html  # figures as JPEG: a page of a few MB
     assert (ROOT / "results" / "report.html").is_file()  # committed: make report
+
+
+def test_make_reproduce_writes_its_own_report_page_with_the_comparison_first(tmp_path, capsys):
+    """make reproduce refreshes a report of what it re-ran (build/reproduce/report.html), never
+    results/report.html: the comparison comes first, its headings one level below the page's."""
+    from msstlib import report
+
+    root = _rerun(tmp_path)
+    md = tmp_path / "reproduction.md"
+    assert reproduce.main(["--rerun", str(root), "--report", str(md)]) == 0
+    nb = report.build(sections=(), reproduction=md)
+    first = nb.cells[1].source
+    assert "**It reproduces**" in first and "\n## Reproduction:" in first and "\n### Every row" in first
+    out = tmp_path / "page" / "report.html"
+    assert report.main(["--reproduction", str(md), "--out", str(out)]) == 0
+    assert "It reproduces" in out.read_text()
+    missing = tmp_path / "none.md"
+    assert report.main(["--reproduction", str(missing), "--out", str(tmp_path / "x.html")]) == 2
+    assert "--reproduction" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
