@@ -34,7 +34,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from . import export
 from .checkpoint import CheckpointError
 from .checkpoint import load as load_plain
-from .data import ClipDataset, DataConfig, sample_indices
+from .data import ClipDataset, DataConfig, sample_frames
 from .labels import EMOTIONS
 from .model import MSSTConfig, MSSTNet, build_model
 
@@ -135,24 +135,28 @@ def score(cams: np.ndarray, masks: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class ClipSource:
-    """The test clips of one fold, with model inputs, displayable frames and masks."""
+    """The test clips of one fold, with model inputs, displayable frames and masks, sampled as the
+    models' test set samples them (``candidate_frames``: a model trained with
+    ``DataConfig.candidate_frames`` picks its test frames among those candidates)."""
 
     annotations: str
     root: str
     fold: int
     frames: int
     image_size: int = 64
+    candidate_frames: int = 0
 
     def __post_init__(self):
         self.ds = ClipDataset(self.annotations, self.root, fold=self.fold, train=False,
-                              cfg=DataConfig(frames=self.frames, image_size=self.image_size))
+                              cfg=DataConfig(frames=self.frames, image_size=self.image_size,
+                                             candidate_frames=self.candidate_frames))
         self.has_masks = (Path(self.root) / "Masks").is_dir()  # SynDFER has them; DFEW: figure only
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def get(self, i: int, with_masks: bool = True):
-        idx = sample_indices(int(self.ds.num_frames[i]), self.frames, train=False)  # as the test set samples
+        idx, _ = sample_frames(int(self.ds.num_frames[i]), self.frames, False, candidates=self.candidate_frames)
         raw = self.ds.frames_uint8(i, idx)  # loaded once: model input and display both come from it
         x, y = self.ds.to_input(raw), int(self.ds.labels[i])
         rgb = raw.permute(0, 2, 3, 1).numpy()

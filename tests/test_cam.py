@@ -153,3 +153,22 @@ def test_the_figure_has_a_colour_bar_and_says_what_each_model_predicts(model):
     titles = [ax.get_title() for ax in fig.axes[:3]]
     assert "64x64 px" in titles[0] and all("predicts Happy" in t for t in titles[1:])
     plt.close(fig)
+
+
+def test_grad_cam_samples_a_clip_as_the_models_test_set_does_candidate_frames_too(tmp_path):
+    """A model trained with DataConfig.candidate_frames is tested on frames picked among its K
+    candidates; Grad-CAM must score it on those same frames (it sampled among every frame)."""
+    from msstlib.data import ClipDataset, DataConfig
+    from msstlib.fixtures import tiny_synthetic
+
+    ann, root = tiny_synthetic(tmp_path / "d")
+    picked = {}
+    for k in (0, 8):
+        src = cam.ClipSource(ann, root, 1, 4, 64, candidate_frames=k)
+        ds = ClipDataset(ann, root, fold=1, train=False, cfg=DataConfig(frames=4, image_size=64, candidate_frames=k))
+        for i in range(len(src)):
+            x, y, _, _, idx = src.get(i, with_masks=False)
+            x2, y2 = ds[i]
+            assert torch.equal(x, x2) and y == y2, (k, i)
+            picked[k, i] = tuple(idx)
+    assert any(picked[0, i] != picked[8, i] for i in range(len(src)))  # K = 8 picks other frames of a long clip
