@@ -117,6 +117,11 @@ class MSSTConfig:
             identities only when not the default.
         baseline_hidden: width of the LSTM / GRU state and of the TCN's channels (the field's
             R18+LSTM/GRU use 512). Enters run identities only when not the default.
+        head_norm: a LayerNorm on the pooled vector before the classifier (MSSTNet and the
+            ``me-*`` baselines). **Not in the paper**: eq. (12) classifies the mean of ``y_3`` as it
+            is. A deviation studied for the ``paper`` preset's divergence at lr 0.1
+            (``benchmarks/paper_stability.py``, ``docs/speed.md``); off by default, and in run
+            identities only when on.
         backbone_weights: optional path of a local torchvision ResNet-18 state dict. Nothing is
             ever downloaded; ``None`` means random initialisation (as Former-DFER trains it).
             Enters a run's identity by the file's content, never its path.
@@ -138,6 +143,7 @@ class MSSTConfig:
     backbone_weights: str | None = field(default=None, metadata={IDENTITY: "content"})
     attention: str = field(default="temporal", metadata={IDENTITY: "if-changed"})
     baseline_hidden: int = field(default=512, metadata={IDENTITY: "if-changed"})
+    head_norm: bool = field(default=False, metadata={IDENTITY: "if-changed"})
 
     def __post_init__(self) -> None:
         # Coerce lists (from JSON / CLI) to tuples so configs stay hashable and comparable.

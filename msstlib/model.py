@@ -252,6 +252,8 @@ class MSSTNet(nn.Module):
         )
         temporal = TFormer if cfg.variant == "msstnet" else MatchedTemporal  # a matched baseline swaps only these
         self.tformers = nn.ModuleList(temporal(cfg, depth) for depth in cfg.depths)
+        # Eq. (12) classifies the pooled y_3 as it is; head_norm (not in the paper) normalises it first.
+        self.head_norm = nn.LayerNorm(cfg.embed_dim) if cfg.head_norm else nn.Identity()
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
         self.apply(_init_transformer_weights)
 
@@ -275,12 +277,12 @@ class MSSTNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fuse(self.embed(x))
-        return self.head(y.mean(dim=(1, 2)))  # eq. (12): mean over time and patches, then FC
+        return self.head(self.head_norm(y.mean(dim=(1, 2))))  # eq. (12): mean over time and patches, then FC
 
     def forward_maps(self, maps: dict[str, torch.Tensor], batch: int, frames: int) -> torch.Tensor:
         """Everything after the backbone: ``forward(x) == forward_maps(backbone(x), B, T)``."""
         y = self.fuse(self.embed_maps(maps, batch, frames))
-        return self.head(y.mean(dim=(1, 2)))
+        return self.head(self.head_norm(y.mean(dim=(1, 2))))
 
     @property
     def feature_stages(self) -> tuple[str, ...]:

@@ -86,6 +86,8 @@ def test_spec_sheet_peaks_are_found_by_device_name():
     ("dfew_scale.py", ["--clips", "100", "50"], "--clips"),
     ("gpu_check.py", ["--compile-backend", "tvm"], "--compile-backend"),
     ("gpu_check.py", ["--device", "tpu"], "--device"),
+    ("paper_stability.py", ["--arm", "clip"], "NAME=KEY:VALUE"),
+    ("paper_stability.py", ["--arm", "x=no_such_field:1"], "no_such_field"),
 ])
 def test_a_bad_flag_is_one_line_and_exit_status_2(script, args, says):
     done = run(script, *args, timeout=120)
@@ -154,3 +156,18 @@ def test_gpu_check_runs_its_whole_path_on_the_cpu_into_the_folder_given(tmp_path
     ddp = record["ddp"]
     assert (ddp["processes"], ddp["backend"]) == (2, "gloo") and sane(ddp["clips_per_s"])
     assert len(ddp["loss"]) == 2 and all(math.isfinite(v) for v in ddp["loss"])
+
+
+def test_paper_stability_trains_every_arm_on_the_same_batches_and_stops_one_at_its_first_nan(tmp_path):
+    record = last_json(run("paper_stability.py", "--steps", "3", "--batch", "2", "--clips", "35", *TINY_DATA,
+                           "--frames", "2", "--size", "64", "--data", str(tmp_path / "data"),
+                           "--arm", "paper=", "--arm", "lr 0.01=lr:0.01", "--arm", "blows up=lr:1e30"))
+    arms = record["arms"]
+    assert list(arms) == ["paper", "lr 0.01", "blows up"] and (record["steps"], record["frames"]) == (3, 2)
+    # The same initialisation and the same first batch: the learning rate cannot change step 1's loss.
+    assert arms["paper"]["loss_step1"] == arms["lr 0.01"]["loss_step1"] == arms["blows up"]["loss_step1"]
+    assert arms["paper"]["losses"][1] != arms["lr 0.01"]["losses"][1]  # ... but it changes step 2's
+    assert all(sane(arms[a][k]) for a in ("paper", "lr 0.01") for k in ("head_input_norm_step1", "grad_norm_step1"))
+    bad = arms["blows up"]
+    assert bad["first_nonfinite_step"] in (2, 3) and len(bad["losses"]) == bad["first_nonfinite_step"]
+    assert bad["losses"][-1] is None and bad["loss_last10_mean"] is None

@@ -205,3 +205,24 @@ def test_matched_recurrent_layers_see_each_patch_location_on_its_own():
         y, y2 = model.tformers[0](z), model.tformers[0](z2)
     changed = (y - y2).abs().amax(dim=(0, 1, 3)) > 1e-6
     assert changed.tolist() == [i == 5 for i in range(16)]
+
+
+def test_head_norm_is_a_layernorm_before_the_classifier_and_absent_by_default(tiny):
+    """Eq. (12) classifies the pooled y_3 as it is: by default no parameter is added (checkpoints and
+    run ids unchanged); head_norm=True (a deviation) normalises the pooled vector first."""
+    from msstlib import config
+
+    ann, root = tiny[0], tiny[1]
+    plain, normed = MSSTNet(SMALL), MSSTNet(SMALL.replace(head_norm=True))
+    assert set(normed.state_dict()) - set(plain.state_dict()) == {"head_norm.weight", "head_norm.bias"}
+    assert not any(k.startswith("head_norm") for k in plain.state_dict())
+    seen = {}
+    normed.head.register_forward_pre_hook(lambda m, inp: seen.__setitem__("x", inp[0]))
+    x = torch.randn(2, 3, 3, 64, 64)
+    normed(x)
+    assert torch.allclose(seen["x"].mean(-1), torch.zeros(2), atol=1e-5)  # what the classifier reads is normalised
+    assert torch.allclose(seen["x"].std(-1, unbiased=False), torch.ones(2), atol=1e-3)
+    m, t, d = config.resolve("paper", frames=4, depths=(1, 1, 1))
+    data = dict(dataset="synthetic", fold=1, split=None, seed=0, annotations=ann, root=root)
+    base, other = config.identity(m, t, d, **data), config.identity(m.replace(head_norm=True), t, d, **data)
+    assert "head_norm" not in base["model"] and other["model"]["head_norm"] is True
