@@ -82,13 +82,15 @@ def build(sections=SECTIONS, reproduction: Path | None = None):
         "**Every number here is on SynDFER, the project's synthetic benchmark in DFEW's layout, never on DFEW "
         "or FERV39k.** The paper's numbers appear beside ours labelled as the paper's. The claims are settled "
         "over independent builds (README \"The claims\"). This page is rendered from the committed, executed "
-        "notebooks by `make report` (`python -m msstlib.report`); each section says which notebook, which commit "
-        "and which command made it."))
+        "notebooks by " + ("`make reproduce`, its comparison first" if reproduction is not None else
+                           "`make report` (`python -m msstlib.report`)") +
+        "; each section says which notebook, which commit and which command made it."))
     if reproduction is not None:
+        reproduction = Path(reproduction)
         nb.cells.append(nbformat.v4.new_markdown_cell(
             f"---\n\n*Made by `make reproduce` (`python -m msstlib.reproduce`): the re-run rows, Grad-CAM units "
             f"and verdicts against the committed ones below; the whole comparison is also in `{reproduction.name}`.*"
-            f"\n\n" + re.sub(r"^(#+) ", r"#\1 ", Path(reproduction).read_text(), flags=re.M)))  # one level down
+            f"\n\n" + re.sub(r"^(#+) ", r"#\1 ", reproduction.read_text(), flags=re.M)))  # one level down
     for rel, title, command in sections:
         path = ROOT / rel
         if not path.is_file():

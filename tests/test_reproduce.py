@@ -103,9 +103,10 @@ def test_make_reproduce_writes_its_own_report_page_with_the_comparison_first(tmp
     root = _rerun(tmp_path)
     md = tmp_path / "reproduction.md"
     assert reproduce.main(["--rerun", str(root), "--report", str(md)]) == 0
-    nb = report.build(sections=(), reproduction=md)
+    nb = report.build(sections=(), reproduction=str(md))  # a path as text will do
     first = nb.cells[1].source
     assert "**It reproduces**" in first and "\n## Reproduction:" in first and "\n### Every row" in first
+    assert "rendered from the committed, executed notebooks by `make reproduce`" in nb.cells[0].source
     out = tmp_path / "page" / "report.html"
     assert report.main(["--reproduction", str(md), "--out", str(out)]) == 0
     assert "It reproduces" in out.read_text()
