@@ -26,7 +26,8 @@ trains) and starts from the same seed. The default arms:
 * ``R18+LSTM``: Table 3's ResNet-18 + LSTM at the paper's recipe, the reference that does train.
 
 Per step it records the loss, the gradient norm before any clipping, the norm of the vector the
-classifier reads (per clip, the batch's mean) and the largest logit. An arm stops at its first
+classifier reads (per clip, the batch's mean) and the largest logit; at step 1 also the gradient
+norm of each part of the model (``head.weight``, ``melayers.0``, ``backbone.stem``, ...). An arm stops at its first
 non-finite loss. Printed: every step of every arm, then one table (loss at step 1, mean of the
 last ten steps, the largest loss, the first non-finite step, the classifier input norm and the
 gradient norm at step 1). The last line is JSON: ``{"arms": {name: {...}}, "steps", "batch",
@@ -143,6 +144,8 @@ def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed:
         loss = functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if step == 1:
+            parts = grad_parts(model)
         # The total norm before clipping; clipping (when the arm asks) as msstlib.loop does it.
         grad = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip or math.inf)
         optimizer.step()
@@ -151,7 +154,19 @@ def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed:
                         "max_logit": float(logits.detach().abs().max()), "s": time.perf_counter() - t})
         if not math.isfinite(records[-1]["loss"]):
             break
+    records[0]["grad_parts"] = parts
     return records
+
+
+def grad_parts(model) -> dict[str, float]:
+    """The gradient norm of each part of the model (parameters grouped by the first two parts of
+    their names: ``head.weight``, ``melayers.0``, ``backbone.stem``, ``tformers.1``, ...), largest first."""
+    squares: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            key = ".".join(name.split(".")[:2])
+            squares[key] = squares.get(key, 0.0) + float(p.grad.detach().float().norm()) ** 2
+    return {k: round(v ** 0.5, 4) for k, v in sorted(squares.items(), key=lambda kv: -kv[1])}
 
 
 def summary(records: list[dict], steps: int) -> dict:
@@ -166,7 +181,7 @@ def summary(records: list[dict], steps: int) -> dict:
     return {"loss_step1": value(losses[0]), "loss_last10_mean": value(statistics.fmean(last)) if last else None,
             "loss_max": value(max(finite)) if finite else None, "first_nonfinite_step": bad,
             "head_input_norm_step1": value(records[0]["head_input_norm"]),
-            "grad_norm_step1": value(records[0]["grad_norm"]),
+            "grad_norm_step1": value(records[0]["grad_norm"]), "grad_parts_step1": records[0]["grad_parts"],
             "s_per_step": value(statistics.median(r["s"] for r in records[1:])) if len(records) > 1 else None}
 
 
@@ -207,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in records:
             print(f"{r['step']:>4} {r['loss']:>9.4g} {r['grad_norm']:>11.4g} {r['head_input_norm']:>13.4g} "
                   f"{r['max_logit']:>10.4g} {r['s']:>5.2f}", flush=True)
+        print("gradient norm by part at step 1: " + ", ".join(f"{k} {v:.3g}" for k, v in
+                                                               list(records[0]["grad_parts"].items())[:6]), flush=True)
         results[name] = {"overrides": overrides, **summary(records, args.steps),
                          "losses": [round(r["loss"], 4) if math.isfinite(r["loss"]) else None for r in records]}
     print(f"\nchance: ln 7 = {math.log(7):.3f}")

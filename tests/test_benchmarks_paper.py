@@ -168,6 +168,9 @@ def test_paper_stability_trains_every_arm_on_the_same_batches_and_stops_one_at_i
     assert arms["paper"]["loss_step1"] == arms["lr 0.01"]["loss_step1"] == arms["blows up"]["loss_step1"]
     assert arms["paper"]["losses"][1] != arms["lr 0.01"]["losses"][1]  # ... but it changes step 2's
     assert all(sane(arms[a][k]) for a in ("paper", "lr 0.01") for k in ("head_input_norm_step1", "grad_norm_step1"))
+    parts = arms["paper"]["grad_parts_step1"]  # the parts' norms make up the total
+    assert {"head.weight", "melayers.0", "tformers.0", "backbone.stem"} <= set(parts)
+    assert math.isclose(sum(v * v for v in parts.values()) ** 0.5, arms["paper"]["grad_norm_step1"], rel_tol=1e-3)
     bad = arms["blows up"]
     assert bad["first_nonfinite_step"] in (2, 3) and len(bad["losses"]) == bad["first_nonfinite_step"]
     assert bad["losses"][-1] is None and bad["loss_last10_mean"] is None
