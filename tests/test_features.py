@@ -222,3 +222,30 @@ def test_a_cache_of_candidate_frames_stores_only_those_and_draws_what_the_frame_
     assert "candidate_frames" not in json.dumps(base) and config.run_id(base) != config.run_id(other)
     with pytest.raises(ValueError, match="at least 16"):
         config.resolve("cpu", frames=16, depths=(1, 1, 1), overrides={"candidate_frames": 8, "backbone_weights": r18})
+
+
+def test_the_candidate_frames_comparison_pairs_rows_by_the_grid_and_writes_into_a_new_folder(tmp_path):
+    """results/feature-cache/candidate_frames.py: each re-run row against its committed twin (same
+    build, configuration, seed); its --out folder is made when missing (it failed there)."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("candidate_frames", root / "results/feature-cache/candidate_frames.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rerun = tmp_path / "runs"
+    rows = sorted((root / "results/synthetic/builds/runs").glob("b01_T04_d*_s0_*"))[:3]
+    for d in rows:
+        shutil.copytree(d, rerun / d.name)
+        path = rerun / d.name / "result.json"
+        r = json.loads(path.read_text())
+        r["war"] += 0.02  # a K = 16 row 2 points above its committed twin (result.json holds fractions)
+        path.write_text(json.dumps(r))
+    out = tmp_path / "new" / "folder"
+    assert script.main(["--rerun", str(rerun), "--out", str(out)]) == 0
+    pairs = pd.read_csv(out / "paired_rows.csv")
+    assert len(pairs) == 3 and np.allclose(pairs["d_war"], 2.0) and np.allclose(pairs["d_uar"], 0.0)
+    assert (out / "summary.md").is_file()

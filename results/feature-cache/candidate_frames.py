@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = summary(pairs)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     pairs.sort_values(KEYS).to_csv(out / "paired_rows.csv", index=False, float_format="%.4f")
     table.to_csv(out / "summary.csv", index=False, float_format="%.4f")
     (out / "summary.md").write_text("K = 16 candidate frames minus every frame, WAR/UAR points, SynDFER default "
