@@ -213,26 +213,28 @@ class PaperStep:
         return 6e9 * self.gmacs
 
 
-def paper_configs(variant: str = "msstnet", *, frames: int = 16, size: int | None = None, lr: float | None = None):
-    """The paper preset's (model, train, data) configs (``size``, ``lr``: the preset's unless given); a
-    :class:`~msstlib.config.ConfigError` or ``ValueError`` says why a size or frame count cannot be
-    built (e.g. MSSTNet at 112 px)."""
-    overrides = {**({} if size is None else {"image_size": size}), **({} if lr is None else {"lr": lr})}
+def paper_configs(variant: str = "msstnet", *, frames: int = 16, size: int | None = None, lr: float | None = None,
+                  overrides: dict | None = None):
+    """The paper preset's (model, train, data) configs (``size``, ``lr``: the preset's unless given;
+    ``overrides``: any other config fields); a :class:`~msstlib.config.ConfigError` or ``ValueError``
+    says why a size or frame count cannot be built (e.g. MSSTNet at 112 px)."""
+    overrides = {**({} if size is None else {"image_size": size}), **({} if lr is None else {"lr": lr}),
+                 **(overrides or {})}
     return resolve("paper", frames=frames, variant=variant, overrides=overrides)
 
 
 def paper_setup(variant: str = "msstnet", *, frames: int = 16, size: int | None = None, device="cpu",
-                seed: int = 0, lr: float | None = None) -> PaperStep:
+                seed: int = 0, lr: float | None = None, overrides: dict | None = None) -> PaperStep:
     """The paper preset end to end: random-init ResNet-18 trained with the rest, SGD at the preset's lr
-    (unless ``lr``), channels-last as the preset says, on ``device``. The FLOPs are counted before
-    training starts."""
+    (unless ``lr``; ``overrides``: other config fields), channels-last as the preset says, on
+    ``device``. The FLOPs are counted before training starts."""
     import torch
 
     from msstlib.flops import count_gmacs
     from msstlib.model import build_model
     from msstlib.train import make_optimizer
 
-    model_cfg, train_cfg, data_cfg = paper_configs(variant, frames=frames, size=size, lr=lr)
+    model_cfg, train_cfg, data_cfg = paper_configs(variant, frames=frames, size=size, lr=lr, overrides=overrides)
     torch.manual_seed(seed)
     layout = torch.channels_last if train_cfg.channels_last else torch.preserve_format
     model = build_model(model_cfg).to(device, memory_format=layout)

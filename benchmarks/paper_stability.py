@@ -98,14 +98,9 @@ def build_parser() -> common.ArgumentParser:
     return parser
 
 
-def arm_configs(overrides: dict, frames: int, size: int | None):
-    """The paper preset's (model, train, data) configs with an arm's overrides (``variant`` among them)."""
-    from msstlib.config import resolve
-
-    rest = {k: v for k, v in overrides.items() if k != "variant"}
-    if size is not None:
-        rest.setdefault("image_size", size)
-    return resolve("paper", frames=frames, variant=overrides.get("variant", "msstnet"), overrides=rest)
+def split_variant(overrides: dict) -> tuple[str, dict]:
+    """An arm's overrides as (variant, the other config fields)."""
+    return overrides.get("variant", "msstnet"), {k: v for k, v in overrides.items() if k != "variant"}
 
 
 def check(args, arms: dict) -> None:
@@ -117,7 +112,8 @@ def check(args, arms: dict) -> None:
         common.fail(f"--threads {args.threads}: expected 0 (torch's default) or more")
     for name, overrides in arms.items():
         try:
-            arm_configs(overrides, args.frames, args.size)
+            variant, rest = split_variant(overrides)
+            common.paper_configs(variant, frames=args.frames, size=args.size, overrides=rest)
         except (ConfigError, ValueError, TypeError) as exc:
             common.fail(f"--arm {name!r}: {str(exc).splitlines()[0]}")
 
@@ -127,14 +123,9 @@ def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed:
     import torch
     import torch.nn.functional as functional
 
-    from msstlib.model import build_model
-    from msstlib.train import make_optimizer
-
-    model_cfg, train_cfg, _ = arm_configs(overrides, frames, size)
-    torch.manual_seed(seed)
-    layout = torch.channels_last if train_cfg.channels_last else torch.preserve_format
-    model = build_model(model_cfg).to(memory_format=layout).train()
-    optimizer = make_optimizer(model, train_cfg)
+    variant, rest = split_variant(overrides)
+    run = common.paper_setup(variant, frames=frames, size=size, seed=seed, overrides=rest)
+    model, optimizer, train_cfg = run.model, run.optimizer, run.configs[1]
     seen = {}
     model.head.register_forward_pre_hook(lambda _m, inputs: seen.__setitem__("norm", inputs[0].detach().norm(dim=-1).mean()))
     records = []
@@ -200,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     data = args.data or common.ROOT / "build" / "bench" / f"syndfer{args.render_size}_{args.clips}"
     annotations, root = common.syndfer(data, args.clips, args.render_size, seed=args.seed)
-    model_cfg, train_cfg, data_cfg = arm_configs({}, args.frames, args.size)
+    model_cfg, _, data_cfg = common.paper_configs(frames=args.frames, size=args.size)
     common.frame_cache(annotations, root, model_cfg.image_size)
     train_set = ClipDataset(annotations, root, fold=1, train=True, cfg=data_cfg, seed=args.seed, raw=True)
     sampler = EpochBatches(len(train_set), args.batch, shuffle=True, seed=args.seed)
