@@ -98,12 +98,14 @@ class Build:
         where = "validation" if self.index == VALIDATION else "builds"
         return Path(results_root) / (dataset + REGIME_SUFFIX[self.regime]) / where
 
-    def prepare(self, work: Path | str = ROOT / "build", candidate_frames: int = 0) -> tuple[str, str]:
+    def prepare(self, work: Path | str = ROOT / "build", candidate_frames: int = 0,
+                features: bool = True) -> tuple[str, str]:
         """Every step of the build not yet done: data, frame cache, backbone, feature cache (of the
-        candidate frames the rows sample, ``DataConfig.candidate_frames``)."""
+        candidate frames the rows sample, ``DataConfig.candidate_frames``; not with ``features=False``,
+        for a build whose rows have all landed)."""
         return prepare_synthetic(self.data(work), self.clips, quick=False, regime=self.regime, seed=self.data_seed,
                                  backbone=self.backbone(work), pretrain_seed=self.pretrain_seed,
-                                 label=f"build {self.name}", candidate_frames=candidate_frames)
+                                 label=f"build {self.name}", candidate_frames=candidate_frames, features=features)
 
 
 def drop_feature_cache(annotations: str | Path) -> int:
@@ -132,11 +134,11 @@ def step(what: str):
 
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True, regime: str = "default",
                       seed: int = 0, backbone: Path | None = None, pretrain_seed: int | None = None,
-                      label: str = "", candidate_frames: int = 0) -> tuple[str, str]:
+                      label: str = "", candidate_frames: int = 0, features: bool = True) -> tuple[str, str]:
     """Generate SynDFER (in the given regime, from ``seed``), prepare it like DFEW, cache its frames
     and pre-train the backbone on a separate draw (``pretrain_seed``; default: PretrainConfig's) into
     ``backbone`` (default: :func:`backbone_path`), then cache its features; each step is skipped when
-    already done. Returns (annotations, root). The regimes of one build share its backbone,
+    already done (the feature cache also with ``features=False``). Returns (annotations, root). The regimes of one build share its backbone,
     pre-trained on a draw of the default regime (as the paper's backbone is pre-trained on other
     data than its benchmark)."""
     py = sys.executable
@@ -168,7 +170,7 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
                   + (" (quick: 1 epoch, 400 clips)" if quick else "")
                   + (f" of its own draw (seed {pretrain_seed})" if pretrain_seed is not None else "")):
             subprocess.run([py, "-m", "msstlib.pretrain", "--out", str(backbone), *pre], check=True, cwd=ROOT)
-        if not quick:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
+        if not quick and features:  # the frozen backbone's outputs, computed once for every row (msstlib.features)
             with step(f"{who}feature cache: the frozen backbone's outputs for every frame and its flip"):
                 subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
                                 "--backbone-weights", str(backbone), "--size", "64",

@@ -294,21 +294,36 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
         with contextlib.ExitStack() as held:
             data = b.data()
             annotations = data / "prepared" / "annotations.csv"
-            if not listing and not args.collect:  # one writer of a build (data, backbone, rows) at a time
-                held.enter_context(files.FolderLock(b.folder(), "build folder"))
-                annotations, _ = b.prepare(candidate_frames=int(extra.get("candidate_frames", 0)))
             rows = validation_grid(args.dataset) if b.index == 0 else build_grid(args.dataset, b.name)
             if args.frames:  # e.g. make reproduce's subset: the T = 4 rows of two builds
                 rows = [r for r in rows if r.frames in args.frames]
+
+            def build_study(annotations) -> Study:
+                results = b.results(args.dataset, args.results_root) if args.results_root else b.results()
+                scratch = (Path(args.results_root).parent / "work" / b.name / b.scratch().name if args.results_root
+                           else b.scratch())  # a re-run trains its own checkpoints, never resumes the study's
+                return Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()),
+                             dataset=args.dataset, preset=args.preset, results=str(results), work=str(scratch),
+                             epochs=args.epochs, extra={**extra, "backbone_weights": str(b.backbone().resolve())},
+                             threads=threads)
+
+            def landed(annotations) -> bool:  # every row's result there (needs the data and backbone)
+                return (Path(annotations).exists() and b.backbone().exists()
+                        and all(row_done(build_study(annotations), row) for row in rows))
+
+            if not listing and not args.collect:  # one writer of a build (data, backbone, rows) at a time
+                held.enter_context(files.FolderLock(b.folder(), "build folder"))
+                k = int(extra.get("candidate_frames", 0))
+                # a build whose rows have all landed needs no feature cache (minutes and 5-10 GB):
+                # Grad-CAM reads the frames and checkpoints
+                done = landed(annotations)
+                annotations, _ = b.prepare(candidate_frames=k, features=not done)
+                if done and not landed(annotations):  # its backbone was re-made: the rows run again
+                    annotations, _ = b.prepare(candidate_frames=k)
             if not Path(annotations).exists() or not b.backbone().exists():
                 print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
                 continue
-            results = b.results(args.dataset, args.results_root) if args.results_root else b.results()
-            scratch = (Path(args.results_root).parent / "work" / b.name / b.scratch().name if args.results_root
-                       else b.scratch())  # a re-run trains its own checkpoints, never resumes the study's
-            study = Study(annotations=str(Path(annotations).resolve()), root=str(data.resolve()), dataset=args.dataset,
-                          preset=args.preset, results=str(results), work=str(scratch), epochs=args.epochs,
-                          extra={**extra, "backbone_weights": str(b.backbone().resolve())}, threads=threads)
+            study = build_study(annotations)
             if listing:
                 for row in rows:
                     state, detail = row_status(study, row) if args.status else (

@@ -118,6 +118,10 @@ def test_a_builds_backbone_is_never_prepared_without_its_seed(tmp_path, monkeypa
     assert not calls
     builds.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7)
     assert ["--seed", "7"] == calls[0][calls[0].index("--seed"):][:2]
+    assert any("msstlib.features" in c for c in calls)
+    calls.clear()  # features=False (a build whose rows have landed): the backbone is checked, no cache made
+    builds.prepare_synthetic(tmp_path, 10, quick=False, backbone=tmp_path / "bb.pt", pretrain_seed=7, features=False)
+    assert [c for c in calls if "msstlib.pretrain" in c] and not [c for c in calls if "msstlib.features" in c]
 
 
 def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18, tmp_path, monkeypatch, capsys):
@@ -135,8 +139,8 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     # the build folder (its lock) too: never the clone's build/, where a real build may be running
     monkeypatch.setattr(builds.Build, "folder", lambda self, work=None: tmp_path / "build" / self.name)
     prepared, ran, scored, rendered = [], [], [], []
-    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0: prepared.append(self.name) or
-                        (str(data / "prepared" / "annotations.csv"), str(data)))
+    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0, features=True:
+                        prepared.append((self.name, features)) or (str(data / "prepared" / "annotations.csv"), str(data)))
 
     def fake_run(rows, s, jobs):
         for row in rows:
@@ -149,10 +153,12 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     monkeypatch.setattr(study, "build_cam", lambda s, rows, b: scored.append(b.name))
     monkeypatch.setattr(study, "render_tables", lambda results, dataset: rendered.append(results))
     assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4", "--drop-caches"]) == 0
-    assert prepared == ["b01"] and scored == ["b01"] and len(rendered) == 1
+    assert prepared == [("b01", True)] and scored == ["b01"] and len(rendered) == 1
     assert ran and all(n.startswith("b01_T04_") for n in ran)
     assert not (cache / "features_x_64px.npy").exists()  # all rows landed: the feature cache went
     assert "feature cache removed" in capsys.readouterr().out
-    # again: nothing left to run
+    # again: nothing left to run, and (fault: it was built again, 17 min and 5.5 GB for nothing) no
+    # feature cache prepared for rows that have all landed
     ran.clear()
     assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4"]) == 0 and not ran
+    assert prepared[1:] == [("b01", False)]
