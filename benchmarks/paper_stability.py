@@ -3,7 +3,7 @@ initialisation, one change at a time (issue 29).
 
     python benchmarks/paper_stability.py [--steps 40] [--batch 8] [--frames 4] [--size 128]
         [--clips 1000] [--render-size 224] [--data build/bench/syndfer224_1000] [--threads 0]
-        [--arm NAME=KEY:VALUE,KEY:VALUE ...] [--seed 0]
+        [--arm NAME=KEY:VALUE,KEY:VALUE ...] [--seed 0] [--device cpu]
 
 ``bench_paper_preset.py`` found MSSTNet's loss at 2.31, 67.8, 800, 1,714 over its first four steps
 (batch 32, T = 16) and NaN from step 7 at batch 8, while Table 3's ResNet-18 + LSTM beside it stayed
@@ -32,6 +32,10 @@ non-finite loss. Printed: every step of every arm, then one table (loss at step 
 last ten steps, the largest loss, the first non-finite step, the classifier input norm and the
 gradient norm at step 1). The last line is JSON: ``{"arms": {name: {...}}, "steps", "batch",
 "frames", "size", "threads", "seed"}``.
+
+``--steps`` beyond one epoch of fold 1 run on into the next epochs (each in its own order, as a
+training run draws them). ``--device cuda`` runs the arms on a GPU (fp32, as the CPU does), where
+the paper's T = 16 and hundreds of steps take seconds per arm.
 
 The frame count defaults to 4, not the paper's 16, to keep nine arms to minutes on two CPU cores:
 the temporal attention sees 4 frames instead of 16, everything else (widths, depths 2-2-2, the
@@ -95,6 +99,7 @@ def build_parser() -> common.ArgumentParser:
     parser.add_argument("--arm", action="append", default=None, metavar="NAME=KEY:VALUE,...",
                         help="an arm of your own (repeatable; replaces the default arms)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (the arms run there, in fp32)")
     return parser
 
 
@@ -118,19 +123,24 @@ def check(args, arms: dict) -> None:
             common.fail(f"--arm {name!r}: {str(exc).splitlines()[0]}")
 
 
-def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed: int) -> list[dict]:
-    """Train one arm over the batches; one record per step, stopping at the first non-finite loss."""
+def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed: int, device="cpu",
+            normalize: bool = True) -> list[dict]:
+    """Train one arm over the batches (uint8 frames, made the model's input on ``device`` step by
+    step); one record per step, stopping at the first non-finite loss."""
     import torch
     import torch.nn.functional as functional
 
+    from msstlib.data import to_model_input
+
     variant, rest = split_variant(overrides)
-    run = common.paper_setup(variant, frames=frames, size=size, seed=seed, overrides=rest)
+    run = common.paper_setup(variant, frames=frames, size=size, seed=seed, overrides=rest, device=device)
     model, optimizer, train_cfg = run.model, run.optimizer, run.configs[1]
     seen = {}
     model.head.register_forward_pre_hook(lambda _m, inputs: seen.__setitem__("norm", inputs[0].detach().norm(dim=-1).mean()))
     records = []
-    for step, (x, y) in enumerate(batches, 1):
+    for step, (frames_u8, y) in enumerate(batches, 1):
         t = time.perf_counter()
+        x, y = to_model_input(frames_u8, normalize, device), y.to(device)
         logits = model(x)
         loss = functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -141,6 +151,7 @@ def run_arm(overrides: dict, batches: list, frames: int, size: int | None, seed:
         grad = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip or math.inf)
         optimizer.step()
         loss = loss.detach()
+        common.synchronize(device)
         records.append({"step": step, "loss": float(loss), "grad_norm": float(grad), "head_input_norm": float(seen["norm"]),
                         "max_logit": float(logits.detach().abs().max()), "s": time.perf_counter() - t})
         if not math.isfinite(records[-1]["loss"]):
@@ -184,32 +195,42 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from msstlib.data import ClipDataset, EpochBatches, to_model_input
+    from msstlib.data import ClipDataset, EpochBatches
     from msstlib.paths import relative
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        common.fail(f"--device {args.device!r}: expected cpu, cuda or cuda:K")
+    if device.type not in ("cpu", "cuda") or (device.type == "cuda" and not torch.cuda.is_available()):
+        common.fail(f"--device {args.device!r}: not available here (expected cpu, or cuda where a GPU is present)")
     data = args.data or common.ROOT / "build" / "bench" / f"syndfer{args.render_size}_{args.clips}"
     annotations, root = common.syndfer(data, args.clips, args.render_size, seed=args.seed)
     model_cfg, _, data_cfg = common.paper_configs(frames=args.frames, size=args.size)
     common.frame_cache(annotations, root, model_cfg.image_size)
     train_set = ClipDataset(annotations, root, fold=1, train=True, cfg=data_cfg, seed=args.seed, raw=True)
     sampler = EpochBatches(len(train_set), args.batch, shuffle=True, seed=args.seed)
-    batches = []  # drawn once: every arm trains on these same tensors
-    for x, y in DataLoader(train_set, batch_sampler=sampler, num_workers=0):
-        batches.append((to_model_input(x, data_cfg.normalize), y))
-        if len(batches) == args.steps:
-            break
-    if len(batches) < args.steps:
-        common.fail(f"--steps {args.steps}: fold 1 holds {len(batches)} batches of {args.batch}; ask for fewer steps")
-    print(f"paper preset, end to end: T={args.frames}, {model_cfg.image_size} px, batch {args.batch}, "
-          f"{torch.get_num_threads()} thread(s), {args.steps} steps of fold 1's {len(train_set)} training clips "
+    batches, epoch = [], 0  # drawn once (uint8, epoch after epoch): every arm trains on these same clips
+    while len(batches) < args.steps:
+        sampler.set_epoch(epoch)
+        before = len(batches)
+        for x, y in DataLoader(train_set, batch_sampler=sampler, num_workers=0):
+            batches.append((x, y))
+            if len(batches) == args.steps:
+                break
+        if len(batches) == before:
+            common.fail(f"--batch {args.batch}: fold 1's {len(train_set)} training clips hold no batch; ask for less")
+        epoch += 1
+    print(f"paper preset, end to end: T={args.frames}, {model_cfg.image_size} px, batch {args.batch}, on {device}, "
+          f"{torch.get_num_threads()} thread(s), {args.steps} steps ({epoch} epoch(s)) of fold 1's {len(train_set)} training clips "
           f"({relative(data)}); every arm on the same batches from seed {args.seed}", flush=True)
     results = {}
     for name, overrides in arms.items():
         print(f"\n== {name}: {overrides or 'the preset as written'}", flush=True)
         print("step      loss   grad_norm  head_in_norm  max_logit     s", flush=True)
-        records = run_arm(overrides, batches, args.frames, args.size, args.seed)
+        records = run_arm(overrides, batches, args.frames, args.size, args.seed, device, data_cfg.normalize)
         for r in records:
             print(f"{r['step']:>4} {r['loss']:>9.4g} {r['grad_norm']:>11.4g} {r['head_input_norm']:>13.4g} "
                   f"{r['max_logit']:>10.4g} {r['s']:>5.2f}", flush=True)
@@ -226,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{cell(s['loss_max'], '.4g'):>10} {cell(s['first_nonfinite_step'], 'd'):>7} "
               f"{cell(s['head_input_norm_step1'], '.1f'):>8} {cell(s['grad_norm_step1'], '.3g'):>9}")
     print(json.dumps({"arms": results, "steps": args.steps, "batch": args.batch, "frames": args.frames,
-                      "size": model_cfg.image_size, "threads": torch.get_num_threads(), "seed": args.seed}))
+                      "size": model_cfg.image_size, "threads": torch.get_num_threads(), "seed": args.seed,
+                      "device": str(device), "epochs": epoch}))
     return 0
 
 

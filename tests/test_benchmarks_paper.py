@@ -88,6 +88,7 @@ def test_spec_sheet_peaks_are_found_by_device_name():
     ("gpu_check.py", ["--device", "tpu"], "--device"),
     ("paper_stability.py", ["--arm", "clip"], "NAME=KEY:VALUE"),
     ("paper_stability.py", ["--arm", "x=no_such_field:1"], "no_such_field"),
+    ("paper_stability.py", ["--device", "tpu"], "--device"),
 ])
 def test_a_bad_flag_is_one_line_and_exit_status_2(script, args, says):
     done = run(script, *args, timeout=120)
@@ -174,3 +175,12 @@ def test_paper_stability_trains_every_arm_on_the_same_batches_and_stops_one_at_i
     bad = arms["blows up"]
     assert bad["first_nonfinite_step"] in (2, 3) and len(bad["losses"]) == bad["first_nonfinite_step"]
     assert bad["losses"][-1] is None and bad["loss_last10_mean"] is None
+
+
+def test_paper_stability_runs_on_into_the_next_epoch_when_asked_for_more_steps_than_one_holds(tmp_path):
+    # fold 1 of a 35-clip draw holds 14 batches of 2: 16 steps are one epoch and two batches of the next
+    record = last_json(run("paper_stability.py", "--steps", "16", "--batch", "2", "--clips", "35", *TINY_DATA,
+                           "--frames", "2", "--size", "64", "--data", str(tmp_path / "data"), "--arm", "lr 0.001=lr:0.001"))
+    arm = record["arms"]["lr 0.001"]
+    assert (record["epochs"], record["device"]) == (2, "cpu") and len(arm["losses"]) == 16
+    assert all(math.isfinite(v) for v in arm["losses"]) and arm["loss_last10_mean"] is not None
