@@ -99,13 +99,15 @@ class Build:
         return Path(results_root) / (dataset + REGIME_SUFFIX[self.regime]) / where
 
     def prepare(self, work: Path | str = ROOT / "build", candidate_frames: int = 0,
-                features: bool = True) -> tuple[str, str]:
+                features: bool = True, feature_precision: str = "float16") -> tuple[str, str]:
         """Every step of the build not yet done: data, frame cache, backbone, feature cache (of the
-        candidate frames the rows sample, ``DataConfig.candidate_frames``; not with ``features=False``,
-        for a build whose rows have all landed)."""
+        candidate frames the rows sample, ``DataConfig.candidate_frames``, stored as
+        ``DataConfig.feature_precision`` says; not with ``features=False``, for a build whose rows
+        have all landed)."""
         return prepare_synthetic(self.data(work), self.clips, quick=False, regime=self.regime, seed=self.data_seed,
                                  backbone=self.backbone(work), pretrain_seed=self.pretrain_seed,
-                                 label=f"build {self.name}", candidate_frames=candidate_frames, features=features)
+                                 label=f"build {self.name}", candidate_frames=candidate_frames, features=features,
+                                 feature_precision=feature_precision)
 
 
 def drop_feature_cache(annotations: str | Path) -> int:
@@ -134,7 +136,8 @@ def step(what: str):
 
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True, regime: str = "default",
                       seed: int = 0, backbone: Path | None = None, pretrain_seed: int | None = None,
-                      label: str = "", candidate_frames: int = 0, features: bool = True) -> tuple[str, str]:
+                      label: str = "", candidate_frames: int = 0, features: bool = True,
+                      feature_precision: str = "float16") -> tuple[str, str]:
     """Generate SynDFER (in the given regime, from ``seed``), prepare it like DFEW, cache its frames
     and pre-train the backbone on a separate draw (``pretrain_seed``; default: PretrainConfig's) into
     ``backbone`` (default: :func:`backbone_path`), then cache its features; each step is skipped when
@@ -174,7 +177,8 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
             with step(f"{who}feature cache: the frozen backbone's outputs for every frame and its flip"):
                 subprocess.run([py, "-m", "msstlib.features", "--annotations", str(ann), "--root", str(data),
                                 "--backbone-weights", str(backbone), "--size", "64",
-                                "--candidate-frames", str(candidate_frames)], check=True, cwd=ROOT)
+                                "--candidate-frames", str(candidate_frames), "--precision", feature_precision],
+                               check=True, cwd=ROOT)
     return str(ann), str(data)
 
 

@@ -43,6 +43,7 @@ VARIANTS = ("msstnet", "resnet18-mean", "resnet18-lstm", "resnet18-gru", "resnet
 # The variants built on MSSTNet's MELayers (their stage maps must tile into N patches).
 MELAYER_VARIANTS = ("msstnet", *ME_VARIANTS)
 ATTENTIONS = ("temporal", "joint")
+FEATURE_PRECISIONS = ("float16", "uint8")  # DataConfig.feature_precision: how a feature cache stores values
 
 
 class ConfigError(ValueError):
@@ -203,6 +204,12 @@ class DataConfig:
             clip, which is what keeps DFEW's cache on a laptop disk (``docs/speed.md``). *Not the
             paper's*: 0 (default) samples among every frame. Its effect on WAR is measured in
             ``results/feature-cache/``. In the run identity only when set.
+        feature_precision: how a frozen-backbone feature cache stores the features: ``"float16"``
+            (default) or ``"uint8"``, 8-bit codes with each frame's own range per stage (the
+            minimum and the step, :mod:`msstlib.features`), half the bytes on disk and in memory.
+            It describes the cache, so a run that sets ``"uint8"`` must read one (training without
+            the cache is refused). Its effect on WAR is measured in ``results/feature-cache/``. In
+            the run identity only when set.
     """
 
     frames: int = 16
@@ -212,6 +219,7 @@ class DataConfig:
     hflip: bool = True
     normalize: bool = True
     candidate_frames: int = field(default=0, metadata={IDENTITY: "if-changed"})
+    feature_precision: str = field(default="float16", metadata={IDENTITY: "if-changed"})
 
     def __post_init__(self) -> None:
         for name in ("crop_scale", "crop_ratio"):  # lists from JSON / CLI become tuples
@@ -221,6 +229,9 @@ class DataConfig:
         if self.candidate_frames and self.candidate_frames < self.frames:
             raise ValueError(f"candidate_frames={self.candidate_frames}: a clip's {self.frames} frames are picked among "
                              f"its candidates, so give at least {self.frames} (or 0: every frame)")
+        if self.feature_precision not in FEATURE_PRECISIONS:
+            raise ValueError(f"feature_precision={self.feature_precision!r}: expected one of "
+                             f"{', '.join(FEATURE_PRECISIONS)}")
 
 
 WEIGHT_DECAY_ON = ("all", "matrices")

@@ -152,7 +152,7 @@ def pin_cache(study: Study):
     if features.unusable(model, train, data) is not None:
         return None
     store = features.open_store(study.annotations, study.root, model.backbone_weights, model.image_size, model.stages,
-                                candidates=data.candidate_frames)
+                                candidates=data.candidate_frames, precision=data.feature_precision)
     if store is None:
         return None
     keep_resident(store.array)

@@ -13,7 +13,10 @@ Training uses it automatically when the backbone is frozen, no random crop is co
 matching cache exists (``TrainConfig.feature_cache``, ``--no-feature-cache`` forces the backbone).
 :class:`FeatureClipDataset` draws exactly the frames and the flip :class:`~msstlib.data.ClipDataset`
 would (same generator, same order of draws), so the two paths differ only by the 16-bit rounding
-of the stored features.
+of the stored features. ``DataConfig.feature_precision = "uint8"`` (``--precision uint8``, a file
+``..._u8.npy`` and its ``..._u8.scales.npy``) stores 8-bit codes instead, each frame's section (a
+stage map or ``pool4``) scaled to its own range: half the bytes on disk and in memory, at the
+cost of a rounding step of 1/255 of that range (:func:`quantize`).
 
 This module needs both the data and the model; neither of those imports it.
 """
@@ -21,6 +24,7 @@ This module needs both the data and the model; neither of those imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shutil
 import sys
@@ -30,7 +34,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msstlib.features", description="Build the feature cache of a "
-                                "frozen ResNet-18 for a prepared dataset (every frame and its flip, 16-bit).")
+                                "frozen ResNet-18 for a prepared dataset (every frame and its flip, 16-bit or 8-bit).")
     p.add_argument("--annotations", required=True, type=Path)
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--backbone-weights", required=True, type=Path, help="the frozen ResNet-18 state dict")
@@ -40,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
     p.add_argument("--candidate-frames", type=int, default=0, metavar="K",
                    help="store only each clip's K candidate frames (DataConfig.candidate_frames; 0: every frame)")
+    p.add_argument("--precision", choices=("float16", "uint8"), default="float16",
+                   help="float16 (default), or uint8 codes with each frame's range per stage: half the bytes "
+                        "(DataConfig.feature_precision)")
     return p
 
 
@@ -59,6 +66,10 @@ from .paths import relative
 
 POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
 DTYPE = np.float16
+# DataConfig.feature_precision -> what the cache's array holds. "uint8": 8-bit codes, and beside
+# them (``<stem>.scales.npy``, float32 ``(frames, 2, sections, 2)``) each frame's minimum and step
+# per section of the layout (a stage map or pool4): value = minimum + code * step.
+DTYPES = {"float16": np.float16, "uint8": np.uint8}
 
 
 def layout(size: int, stages: tuple[str, ...]) -> list[tuple[str, tuple[int, ...]]]:
@@ -73,16 +84,37 @@ def frame_width(size: int, stages: tuple[str, ...]) -> int:
 
 
 def paths(annotations: str | Path, weights: str | Path, size: int, stages: tuple[str, ...],
-          cache_dir: str | Path | None = None, candidates: int = 0) -> tuple[Path, Path]:
+          cache_dir: str | Path | None = None, candidates: int = 0, precision: str = "float16") -> tuple[Path, Path]:
     """The cache's ``.npy`` and index for these weights, size and stages (``_k<K>``: only each clip's
-    ``K`` candidate frames, ``DataConfig.candidate_frames``)."""
+    ``K`` candidate frames, ``DataConfig.candidate_frames``; ``_u8``: 8-bit codes,
+    ``DataConfig.feature_precision``)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(annotations).parent / "cache"
-    stem = f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}" + (f"_k{candidates}" if candidates else "")
+    stem = (f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}" + (f"_k{candidates}" if candidates else "")
+            + ("_u8" if precision == "uint8" else ""))
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
 
 
-def needed_bytes(num_frames: int, size: int, stages: tuple[str, ...]) -> int:
-    return num_frames * 2 * frame_width(size, stages) * np.dtype(DTYPE).itemsize
+def scales_path(npy: Path) -> Path:
+    return npy.with_suffix(".scales.npy")
+
+
+def needed_bytes(num_frames: int, size: int, stages: tuple[str, ...], precision: str = "float16") -> int:
+    codes = num_frames * 2 * frame_width(size, stages) * np.dtype(DTYPES[precision]).itemsize
+    sections = len(layout(size, stages))
+    return codes + (num_frames * 2 * sections * 2 * 4 if precision == "uint8" else 0)
+
+
+def quantize(packed: torch.Tensor, sections: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, width)`` float32 -> (uint8 codes ``(n, width)``, float32 ``(n, sections, 2)``: each row's
+    minimum and step per section). A constant section gets step 0 and codes 0."""
+    codes, scales = [], []
+    for part in torch.split(packed, sections, dim=1):
+        lo, hi = part.amin(dim=1, keepdim=True), part.amax(dim=1, keepdim=True)
+        step = (hi - lo) / 255
+        safe = torch.where(step > 0, step, torch.ones_like(step))
+        codes.append(((part - lo) / safe).round_().clamp_(0, 255).to(torch.uint8))
+        scales.append(torch.cat([lo, step], dim=1))
+    return torch.cat(codes, dim=1), torch.stack(scales, dim=1)
 
 
 def _frames_source(annotations: Path, root: Path, table, size: int):
@@ -106,9 +138,10 @@ def _frames_source(annotations: Path, root: Path, table, size: int):
 @torch.no_grad()
 def build(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
           stages: tuple[str, ...] = ("layer1", "layer2", "layer3"), cache_dir: str | Path | None = None,
-          batch: int = 256, progress: bool = True, candidates: int = 0) -> Path:
+          batch: int = 256, progress: bool = True, candidates: int = 0, precision: str = "float16") -> Path:
     """Compute and store the features of every frame and its flip (``candidates`` > 0: of each
-    clip's candidate frames only, :func:`msstlib.data.candidate_indices`); returns the index path.
+    clip's candidate frames only, :func:`msstlib.data.candidate_indices`; ``precision``: float16, or
+    uint8 codes with their per-frame ranges, :func:`quantize`); returns the index path.
 
     Refuses (:class:`ConfigError`) when the disk cannot hold the cache, saying how much it needs.
     Written under a temporary name and renamed at the end: an interrupted build leaves nothing
@@ -122,9 +155,11 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     keep = [candidate_indices(int(n), candidates) for n in table["num_frames"]]
     counts = np.array([len(k) for k in keep], np.int64)  # the frames stored per clip
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    npy, index_path = paths(annotations, weights, size, stages, cache_dir, candidates)
+    if precision not in DTYPES:
+        raise ConfigError(f"precision {precision!r}: expected one of {', '.join(DTYPES)}")
+    npy, index_path = paths(annotations, weights, size, stages, cache_dir, candidates, precision)
     npy.parent.mkdir(parents=True, exist_ok=True)
-    need, free = needed_bytes(int(offsets[-1]), size, stages), shutil.disk_usage(npy.parent).free
+    need, free = needed_bytes(int(offsets[-1]), size, stages, precision), shutil.disk_usage(npy.parent).free
     if need > free:
         raise ConfigError(f"the feature cache for {annotations} at {size} px needs {need / 1e9:.1f} GB but "
                           f"{npy.parent} has {free / 1e9:.1f} GB free; free space there, pass --cache-dir on a "
@@ -136,22 +171,30 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     def frames_of(i: int, clip: str) -> torch.Tensor:
         return every_frame(i, clip, int(table["num_frames"].iloc[i]))[torch.from_numpy(keep[i])]
 
-    with files.atomic_path(npy) as tmp:  # a fresh name (nothing planted there is followed), removed on failure
-        _fill(tmp, table, counts, offsets, frames_of, backbone, stages, width, size, batch, progress)
+    with contextlib.ExitStack() as stack:  # fresh names (nothing planted there is followed), removed on failure
+        tmp = stack.enter_context(files.atomic_path(npy))
+        tmp_scales = stack.enter_context(files.atomic_path(scales_path(npy))) if precision == "uint8" else None
+        _fill(tmp, tmp_scales, table, counts, offsets, frames_of, backbone, stages, width, size, batch, progress)
     index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
              "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
-             "dtype": np.dtype(DTYPE).name, "candidates": candidates, "offsets": offsets.tolist()}
+             "dtype": np.dtype(DTYPES[precision]).name, "candidates": candidates, "offsets": offsets.tolist()}
     files.write_json(index_path, index)
     return index_path
 
 
-def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width: int, size: int, batch: int,
-          progress: bool) -> None:
-    """Compute every stored frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``;
+def _fill(tmp: Path, tmp_scales: Path | None, table, counts, offsets, frames_of, backbone, stages, width: int,
+          size: int, batch: int, progress: bool) -> None:
+    """Compute every stored frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``
+    (float16; with ``tmp_scales``, uint8 codes there and their ranges in ``tmp_scales``);
     ``frames_of(i, clip)``: clip ``i``'s stored frames, ``counts[i]`` of them."""
     from tqdm.auto import tqdm
 
-    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=DTYPE, shape=(int(offsets[-1]), 2, width))
+    n_frames = int(offsets[-1])
+    dtype = np.uint8 if tmp_scales is not None else np.float16
+    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_frames, 2, width))
+    sections = [math.prod(shape) for _, shape in layout(size, stages)]
+    ranges = (np.lib.format.open_memmap(tmp_scales, mode="w+", dtype=np.float32, shape=(n_frames, 2, len(sections), 2))
+              if tmp_scales is not None else None)
     pending, start = [], 0
 
     def flush(chunk: list[torch.Tensor], at: int) -> None:
@@ -159,7 +202,11 @@ def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width:
         for flip in (0, 1):
             maps = backbone(to_model_input(x.flip(-1) if flip else x))
             packed = torch.cat([maps[s].flatten(1) for s in stages] + [maps["layer4"].mean(dim=(2, 3))], dim=1)
-            store[at:at + len(x), flip] = packed.to(torch.float16).numpy()
+            if ranges is None:
+                store[at:at + len(x), flip] = packed.to(torch.float16).numpy()
+            else:
+                codes, scales = quantize(packed.float(), sections)
+                store[at:at + len(x), flip], ranges[at:at + len(x), flip] = codes.numpy(), scales.numpy()
 
     bar = tqdm(total=int(offsets[-1]), desc=f"backbone features at {size}px", unit="frame", disable=not progress,
                mininterval=5)
@@ -172,7 +219,9 @@ def _fill(tmp: Path, table, counts, offsets, frames_of, backbone, stages, width:
             bar.update(n)
     bar.close()
     store.flush()
-    del store
+    if ranges is not None:
+        ranges.flush()
+    del store, ranges
 
 
 class FeatureStore:
@@ -184,15 +233,28 @@ class FeatureStore:
         self.offsets = np.asarray(index["offsets"], np.int64)
         self.layout = [(n, tuple(s)) for n, s in index["layout"]]
         self.candidates = int(index.get("candidates", 0))  # 0: every frame of every clip
+        self.precision = "uint8" if index.get("dtype") == "uint8" else "float16"
+        self.scales = None
+        if self.precision == "uint8":  # value = minimum + code * step, per frame, flip and section
+            self.scales = np.load(scales_path(npy), mmap_mode="r").view(np.ndarray)
+            sizes = [math.prod(shape) for _, shape in self.layout]
+            self.section_of = np.repeat(np.arange(len(sizes)), sizes)  # each column's section
+
+    def rows(self, rows: np.ndarray, flip: int) -> torch.Tensor:
+        """The packed vectors of these frames (one flip): float16 as stored, or uint8 decoded to float32."""
+        if self.scales is None:
+            return torch.from_numpy(np.ascontiguousarray(self.array[rows, flip]))
+        codes, scales = self.array[rows, flip].astype(np.float32), self.scales[rows, flip]  # (T, W), (T, S, 2)
+        return torch.from_numpy(scales[:, self.section_of, 0] + codes * scales[:, self.section_of, 1])
 
 
 def open_store(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
                stages: tuple[str, ...], cache_dir: str | Path | None = None,
-               candidates: int = 0) -> FeatureStore | None:
+               candidates: int = 0, precision: str = "float16") -> FeatureStore | None:
     """The matching cache, or None (absent; or stale, with a warning saying how to rebuild it)."""
     annotations, root = Path(annotations), Path(root)
-    npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir, candidates)
-    if not (npy.is_file() and index_path.is_file()):
+    npy, index_path = paths(annotations, weights, size, tuple(stages), cache_dir, candidates, precision)
+    if not (npy.is_file() and index_path.is_file()) or (precision == "uint8" and not scales_path(npy).is_file()):
         return None
     index = files.read_json(index_path, "feature cache index", fix="remove it and rebuild the cache with "
                             "`python -m msstlib.features ...`")
@@ -216,13 +278,16 @@ def unusable(model_cfg, train_cfg, data_cfg) -> str | None:
 
 class FeatureClipDataset(Dataset):
     """The clips of ``clips`` (a :class:`ClipDataset`: its split, sampling, seed and labels) as
-    packed 16-bit features ``(T, width)`` from ``store`` instead of frames. The frames and the flip
-    are drawn exactly as ``clips`` draws them."""
+    packed features ``(T, width)`` from ``store`` (float16, or uint8 decoded to float32) instead of
+    frames. The frames and the flip are drawn exactly as ``clips`` draws them."""
 
     def __init__(self, store: FeatureStore, clips: ClipDataset):
         if store.candidates != clips.cfg.candidate_frames:
             raise ValueError(f"{store.path.name} stores {store.candidates or 'all'} candidate frames per clip; these "
                              f"clips sample among {clips.cfg.candidate_frames or 'all'}")
+        if store.precision != clips.cfg.feature_precision:
+            raise ValueError(f"{store.path.name} stores {store.precision} features; these clips' configuration says "
+                             f"feature_precision={clips.cfg.feature_precision}")
         self.store, self.clips = store, clips
 
     def __len__(self) -> int:
@@ -239,12 +304,12 @@ class FeatureClipDataset(Dataset):
             if c.cfg.hflip:
                 flip = int(torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() < 0.5)
         rows = self.store.offsets[c._rows[i]] + pos  # the store holds the clip's candidates only
-        return torch.from_numpy(np.ascontiguousarray(self.store.array[rows, flip])), int(c.labels[i])
+        return self.store.rows(rows, flip), int(c.labels[i])
 
 
 class FeatureInput(nn.Module):
     """Runs ``model`` (MSSTNet or a ResNet-18 baseline) from packed features ``(B, T, width)``; its output
-    equals ``model(frames)`` up to the features' 16-bit rounding."""
+    equals ``model(frames)`` up to the features' 16-bit rounding (or 8-bit codes)."""
 
     def __init__(self, model: nn.Module, layout: list[tuple[str, tuple[int, ...]]]):
         super().__init__()
@@ -281,12 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         problems.raise_if_any()
         if not args.force:
             store = open_store(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
-                               args.cache_dir, args.candidate_frames)
+                               args.cache_dir, args.candidate_frames, args.precision)
             if store is not None:
                 print(f"feature cache up to date: {relative(store.path)}")
                 return 0
         index = build(args.annotations, args.root, args.backbone_weights, args.size, tuple(args.stages),
-                      args.cache_dir, candidates=args.candidate_frames)
+                      args.cache_dir, candidates=args.candidate_frames, precision=args.precision)
     except inputs.USAGE_ERRORS as exc:
         print(f"error: {inputs.describe(exc)}", file=sys.stderr)
         return 2

@@ -314,12 +314,13 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
             if not listing and not args.collect:  # one writer of a build (data, backbone, rows) at a time
                 held.enter_context(files.FolderLock(b.folder(), "build folder"))
                 k = int(extra.get("candidate_frames", 0))
+                precision = str(extra.get("feature_precision", "float16"))  # how the rows' cache stores features
                 # a build whose rows have all landed needs no feature cache (minutes and 5-10 GB):
                 # Grad-CAM reads the frames and checkpoints
                 done = landed(annotations)
-                annotations, _ = b.prepare(candidate_frames=k, features=not done)
+                annotations, _ = b.prepare(candidate_frames=k, features=not done, feature_precision=precision)
                 if done and not landed(annotations):  # its backbone was re-made: the rows run again
-                    annotations, _ = b.prepare(candidate_frames=k)
+                    annotations, _ = b.prepare(candidate_frames=k, feature_precision=precision)
             if not Path(annotations).exists() or not b.backbone().exists():
                 print(f"build {b.name}: {len(rows)} rows todo (not prepared yet: no run ids)")
                 continue

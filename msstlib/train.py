@@ -152,7 +152,15 @@ def build(spec: RunSpec, model_cfg: MSSTConfig, train_cfg: TrainConfig, data_cfg
     store = None
     if train_cfg.feature_cache and features.unusable(model_cfg, train_cfg, data_cfg) is None:
         store = features.open_store(spec.annotations, spec.root, model_cfg.backbone_weights, model_cfg.image_size,
-                                    model_cfg.stages, candidates=data_cfg.candidate_frames)
+                                    model_cfg.stages, candidates=data_cfg.candidate_frames,
+                                    precision=data_cfg.feature_precision)
+    if store is None and data_cfg.feature_precision != "float16":  # it describes the cache: the run must read one
+        why = features.unusable(model_cfg, train_cfg, data_cfg) or (
+            "the feature cache is switched off" if not train_cfg.feature_cache else
+            f"no {data_cfg.feature_precision} feature cache was found for this data, backbone and size")
+        raise ConfigError(f"feature_precision={data_cfg.feature_precision} says how a frozen-backbone feature cache "
+                          f"stores features, but {why}; build it with `python -m msstlib.features --annotations ... "
+                          f"--precision {data_cfg.feature_precision}`, or leave feature_precision at float16")
     cached = store.array if store is not None else train_set._store
     residency = keep_resident(cached) if train_cfg.cache_in_memory and cached is not None else "not pinned"
     if store is not None:  # the frozen backbone's outputs, read instead of computed

@@ -139,7 +139,7 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     # the build folder (its lock) too: never the clone's build/, where a real build may be running
     monkeypatch.setattr(builds.Build, "folder", lambda self, work=None: tmp_path / "build" / self.name)
     prepared, ran, scored, rendered = [], [], [], []
-    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0, features=True:
+    monkeypatch.setattr(builds.Build, "prepare", lambda self, work=None, candidate_frames=0, features=True, feature_precision="float16":
                         prepared.append((self.name, features)) or (str(data / "prepared" / "annotations.csv"), str(data)))
 
     def fake_run(rows, s, jobs):

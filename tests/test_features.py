@@ -249,3 +249,58 @@ def test_the_candidate_frames_comparison_pairs_rows_by_the_grid_and_writes_into_
     pairs = pd.read_csv(out / "paired_rows.csv")
     assert len(pairs) == 3 and np.allclose(pairs["d_war"], 2.0) and np.allclose(pairs["d_uar"], 0.0)
     assert (out / "summary.md").is_file()
+    # any other re-run with one setting changed (the uint8 cache): its own columns and heading
+    assert script.main(["--rerun", str(rerun), "--out", str(tmp_path / "u8"), "--tag", "u8", "--what", "uint8 cache"]) == 0
+    assert "war_u8" in pd.read_csv(tmp_path / "u8" / "paired_rows.csv").columns
+    assert (tmp_path / "u8" / "summary.md").read_text().startswith("uint8 cache minus the committed rows")
+
+
+def test_a_uint8_cache_halves_the_bytes_and_gives_the_backbone_path_up_to_its_8_bit_codes(cached, r18, tmp_path):
+    """DataConfig.feature_precision = "uint8" (issue 29: DFEW's cache at every frame is 105 GB in
+    float16): 8-bit codes with each frame's range per section, half the bytes, decoded to within half
+    a step of the float16 cache; the model fed from it still matches the frame path; a new identity
+    field, in the run id only when set; and a run that asks for it must read such a cache."""
+    from msstlib import config
+
+    ann, root, _ = cached
+    stages = PRESETS["cpu"].model.stages
+    half = FT.open_store(ann, root, r18, 64, stages)
+    assert FT.open_store(ann, root, r18, 64, stages, precision="uint8") is None  # another file, not built yet
+    index = FT.build(ann, root, r18, 64, progress=False, precision="uint8")
+    codes = FT.open_store(ann, root, r18, 64, stages, precision="uint8")
+    assert json.loads(index.read_text())["dtype"] == "uint8" and codes.array.dtype == np.uint8
+    assert codes.array.shape == half.array.shape and codes.array.nbytes * 2 == half.array.nbytes
+    frames, sections = half.array.shape[0], len(half.layout)
+    on_disk = codes.path.stat().st_size + FT.scales_path(codes.path).stat().st_size
+    assert abs(on_disk - FT.needed_bytes(frames, 64, stages, "uint8")) < 1024  # the .npy headers
+    assert FT.needed_bytes(frames, 64, stages, "uint8") < 0.51 * FT.needed_bytes(frames, 64, stages)
+    rows = np.arange(0, frames, 3)
+    for flip in (0, 1):
+        exact, decoded = half.rows(rows, flip).float(), codes.rows(rows, flip)
+        step = torch.from_numpy(codes.scales[rows, flip, :, 1])[:, torch.from_numpy(codes.section_of)]
+        assert decoded.dtype == torch.float32 and (step > 0).all()
+        # half a step of the 8-bit code, plus the float16 cache's own rounding (11 bits)
+        assert ((decoded - exact).abs() <= 0.5 * step + exact.abs() * 2 ** -10 + 1e-6).all()
+    assert sections == 4 and codes.scales.shape == (frames, 2, sections, 2)
+    torch.manual_seed(0)
+    model = build_model(PRESETS["cpu"].model.replace(embed_dim=32, num_heads=4, backbone_weights=r18)).eval()
+    data = PRESETS["cpu"].data.__class__(**{**PRESETS["cpu"].data.__dict__, "frames": 4, "feature_precision": "uint8"})
+    for _ in _both_paths(model, codes, ann, root, data, epochs=2, step=5):
+        pass
+    with pytest.raises(ValueError, match="feature_precision"):  # a float16 run cannot read 8-bit codes by mistake
+        FT.FeatureClipDataset(codes, ClipDataset(ann, root, fold=1, train=True, cfg=PRESETS["cpu"].data, raw=True))
+    model_cfg, train_cfg, data_cfg = config.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={"backbone_weights": r18})
+    _, _, u8 = config.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={"feature_precision": "uint8", "backbone_weights": r18})
+    ids = [config.identity(model_cfg, train_cfg, d, dataset="synthetic", fold=1, split=None, seed=0, annotations=ann, root=root)
+           for d in (data_cfg, u8)]
+    assert "feature_precision" not in json.dumps(ids[0]) and config.run_id(ids[0]) != config.run_id(ids[1])
+    with pytest.raises(ValueError, match="feature_precision"):
+        config.resolve("cpu", frames=4, depths=(1, 1, 1), overrides={"feature_precision": "int4"})
+    kw = dict(annotations=ann, root=root, fold=1, frames=4, depths=(1, 1, 1), preset="cpu", epochs=1, seed=0,
+              progress=False)
+    done = T.run(work_dir=str(tmp_path / "u8"), overrides={**SMALL, "backbone_weights": r18, "feature_precision": "uint8"},
+                 **kw)
+    assert done["input"].startswith("feature cache features_") and "_u8" in done["input"]
+    with pytest.raises(ConfigError, match="--precision uint8"):  # it describes the cache: no cache, no run
+        T.run(work_dir=str(tmp_path / "off"), overrides={**SMALL, "backbone_weights": r18, "feature_precision": "uint8",
+                                                          "feature_cache": False}, **kw)

@@ -62,7 +62,7 @@ def test_rerun_rows_go_under_the_results_root_and_never_over_results(tiny, r18, 
     monkeypatch.setattr(B.Build, "backbone", lambda self, work=None: Path(r18))
     # the build folder (its lock) too: never the clone's build/, where a real build may be running
     monkeypatch.setattr(B.Build, "folder", lambda self, work=None: tmp_path / "build" / self.name)
-    monkeypatch.setattr(B.Build, "prepare", lambda self, work=None, candidate_frames=0, features=True: (str(data / "prepared" / "annotations.csv"),
+    monkeypatch.setattr(B.Build, "prepare", lambda self, work=None, candidate_frames=0, features=True, feature_precision="float16": (str(data / "prepared" / "annotations.csv"),
                                                                      str(data)))
     where = []
 

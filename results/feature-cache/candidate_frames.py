@@ -1,4 +1,4 @@
-"""Does a feature cache of 16 candidate frames per clip change WAR? (issue 29)
+"""Does a cheaper feature cache change WAR? 16 candidate frames per clip, or 8-bit codes (issue 29)
 
 ``DataConfig.candidate_frames = K`` makes the sampler pick a clip's T frames among K evenly spaced
 candidates (the centres of K equal segments) instead of among all its frames, so a frozen-backbone
@@ -12,6 +12,13 @@ writes ``paired_rows.csv`` (one line per row) and ``summary.csv`` / ``summary.md
 paired difference in WAR and UAR (points) with Student's t 95 % interval, over rows and per build.
 The rows are the configurations of one or two builds, so the interval describes this set of rows;
 it is not a claim over builds.
+
+The same pairing serves any re-run of committed rows with one setting changed: ``--tag`` names the
+re-run's columns and ``--what`` the heading. The 8-bit cache (``DataConfig.feature_precision =
+"uint8"``):
+
+    python results/feature-cache/candidate_frames.py --rerun build/u8/results/synthetic/builds/runs \
+        --tag u8 --what "uint8 feature cache" --out results/feature-cache/uint8
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ from msstlib import results, stats  # noqa: E402
 KEYS = ["build_name", "frames", "depths", "variant", "tag", "seed"]  # the grid's vocabulary (result.json fields)
 
 
-def paired(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
-    m = rerun[KEYS + ["war", "uar"]].merge(committed[KEYS + ["war", "uar"]], on=KEYS, suffixes=("_k16", "_all"))
-    return m.assign(d_war=m["war_k16"] - m["war_all"], d_uar=m["uar_k16"] - m["uar_all"])
+def paired(committed: pd.DataFrame, rerun: pd.DataFrame, tag: str = "k16") -> pd.DataFrame:
+    m = rerun[KEYS + ["war", "uar"]].merge(committed[KEYS + ["war", "uar"]], on=KEYS, suffixes=(f"_{tag}", "_all"))
+    return m.assign(d_war=m[f"war_{tag}"] - m["war_all"], d_uar=m[f"uar_{tag}"] - m["uar_all"])
 
 
 def summary(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -49,12 +56,14 @@ def summary(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="results/feature-cache/candidate_frames.py", description=__doc__.split("\n")[0])
-    p.add_argument("--rerun", required=True, help="the K = 16 rows' runs folder")
+    p.add_argument("--rerun", required=True, help="the re-run rows' runs folder")
     p.add_argument("--committed", default=str(ROOT / "results" / "synthetic" / "builds" / "runs"))
     p.add_argument("--out", default=str(Path(__file__).parent))
+    p.add_argument("--tag", default="k16", help="the re-run's column suffix (default k16)")
+    p.add_argument("--what", default="K = 16 candidate frames", help="what the re-run changed (the heading)")
     args = p.parse_args(argv)
     rerun, committed = results.load_results(args.rerun), results.load_results(args.committed)
-    pairs = paired(committed, rerun)
+    pairs = paired(committed, rerun, args.tag)
     if not len(pairs):
         print(f"error: no row of {args.rerun} has a committed twin in {args.committed}", file=sys.stderr)
         return 2
@@ -63,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pairs.sort_values(KEYS).to_csv(out / "paired_rows.csv", index=False, float_format="%.4f")
     table.to_csv(out / "summary.csv", index=False, float_format="%.4f")
-    (out / "summary.md").write_text("K = 16 candidate frames minus every frame, WAR/UAR points, SynDFER default "
+    baseline = "every frame" if args.tag == "k16" else "the committed rows"
+    (out / "summary.md").write_text(f"{args.what} minus {baseline}, WAR/UAR points, SynDFER default "
                                     "regime (synthetic, NOT DFEW), cpu preset; 95 % t interval over rows.\n\n"
                                     + table.to_markdown(index=False, floatfmt=".2f") + "\n")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
