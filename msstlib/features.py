@@ -31,6 +31,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .config import FEATURE_PRECISIONS  # light: the flags below are checked before torch loads
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msstlib.features", description="Build the feature cache of a "
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when a matching cache exists")
     p.add_argument("--candidate-frames", type=int, default=0, metavar="K",
                    help="store only each clip's K candidate frames (DataConfig.candidate_frames; 0: every frame)")
-    p.add_argument("--precision", choices=("float16", "uint8"), default="float16",
+    p.add_argument("--precision", choices=FEATURE_PRECISIONS, default="float16",
                    help="float16 (default), or uint8 codes with each frame's range per stage: half the bytes "
                         "(DataConfig.feature_precision)")
     return p
@@ -65,11 +67,10 @@ from .data import candidate_indices, decode_frame, sample_frames, to_model_input
 from .paths import relative
 
 POOLED = "pool4"  # the globally averaged layer4 feature (ResNet-18 baselines)
-DTYPE = np.float16
 # DataConfig.feature_precision -> what the cache's array holds. "uint8": 8-bit codes, and beside
 # them (``<stem>.scales.npy``, float32 ``(frames, 2, sections, 2)``) each frame's minimum and step
 # per section of the layout (a stage map or pool4): value = minimum + code * step.
-DTYPES = {"float16": np.float16, "uint8": np.uint8}
+DTYPES = dict(zip(FEATURE_PRECISIONS, (np.float16, np.uint8)))
 
 
 def layout(size: int, stages: tuple[str, ...]) -> list[tuple[str, tuple[int, ...]]]:
