@@ -42,6 +42,18 @@ from .render import QUICK_CAM_CLIPS, build_cam, overview, render_figures, render
 from .runs import Study, other_builds, other_builds_message, row_done
 
 QUICK_CLIPS = 400  # the quick run's SynDFER: 80 test clips per fold, enough for a smoke test of every step
+LOG_BAR_INTERVAL = 30  # seconds between progress-bar updates when the output is a log file, not a terminal
+
+
+def quiet_bars_in_logs(stream=None) -> None:
+    """A study writing to a log file (``nohup``, SLURM, ``make ... > log``) gets a progress bar update
+    every :data:`LOG_BAR_INTERVAL` seconds instead of tqdm's ten a second: a carriage-returned bar
+    is one line in a terminal but hundreds of updates on one line of a log. It sets tqdm's own
+    default (``TQDM_MININTERVAL``, which the subprocesses and notebook kernels of the study inherit)
+    unless the user set it; a bar that names its own interval keeps it."""
+    stream = sys.stderr if stream is None else stream
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_BAR_INTERVAL))
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -136,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    quiet_bars_in_logs()
     if args.regime != "default" and args.dataset != "synthetic":
         p.error(f"--regime is a SynDFER setting; {args.dataset} has its own data")
     bad_folds = [k for k in args.folds if k not in inputs.FOLDS]

@@ -570,3 +570,33 @@ def test_collect_renders_the_tables_from_committed_runs_without_the_data(tmp_pat
     assert study.main(["--dataset", "synthetic", "--root", str(tmp_path / "no-data"), "--results",
                        str(tmp_path / "synthetic"), "--collect"]) == 0
     assert rendered == [tmp_path / "synthetic"] and "not prepared here" in capsys.readouterr().out
+
+
+def test_a_study_writing_to_a_log_updates_its_bars_every_half_minute(monkeypatch, capsys):
+    """Found in a build's log: the frame cache's bar wrote ~200 updates onto one line of a log file.
+    A study whose output is not a terminal sets tqdm's default interval for itself and its children;
+    a terminal, or a user's own TQDM_MININTERVAL, is left alone."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    study.quiet_bars_in_logs(Terminal())
+    assert "TQDM_MININTERVAL" not in os.environ
+    study.quiet_bars_in_logs(io.StringIO())
+    assert os.environ["TQDM_MININTERVAL"] == str(study.LOG_BAR_INTERVAL)
+    # tqdm reads it when imported: the study's children (the cache and pre-training subprocesses,
+    # the notebook kernels) are what it is for
+    child = subprocess.run([sys.executable, "-c", "import io; from tqdm import tqdm; "
+                            "print(tqdm(range(3), file=io.StringIO()).mininterval)"],
+                           capture_output=True, text=True, check=True)
+    assert float(child.stdout) == study.LOG_BAR_INTERVAL
+    monkeypatch.setenv("TQDM_MININTERVAL", "2")
+    study.quiet_bars_in_logs(io.StringIO())
+    assert os.environ["TQDM_MININTERVAL"] == "2"
+    # the CLI itself does it (here pytest captures stderr: not a terminal)
+    monkeypatch.delenv("TQDM_MININTERVAL")
+    assert study.main(["--dataset", "synthetic", "--folds", "9"]) == 2
+    assert os.environ["TQDM_MININTERVAL"] == str(study.LOG_BAR_INTERVAL)
