@@ -61,12 +61,22 @@ class Build:
     index: int
     regime: str = "default"
     clips: int = CLIPS
+    lengths: tuple[int, int] | None = None  # (shortest, longest) clip in frames; None: SynDFER's (8..47)
 
     def __post_init__(self) -> None:
         if self.index < 0:
             raise config.ConfigError(f"build {self.index}: builds are numbered 1, 2, ... (0 is the validation draw)")
         if self.regime not in DATA_SEED:
             raise config.ConfigError(f"--regime {self.regime!r}: builds exist for {', '.join(DATA_SEED)}")
+        if self.lengths is not None and not 2 <= self.lengths[0] <= self.lengths[1]:
+            raise config.ConfigError(f"--clip-lengths {self.lengths[0]} {self.lengths[1]}: expected SHORTEST LONGEST "
+                                     f"with 2 <= SHORTEST <= LONGEST (frames), e.g. 11 143 for DFEW's mean of 77")
+
+    @property
+    def _variant(self) -> str:
+        """The folder suffix of the build's data and checkpoints: its regime and, when not SynDFER's
+        own, its clip lengths (a draw with other lengths is other data, never the build's own)."""
+        return REGIME_SUFFIX[self.regime] + (f"-len{self.lengths[0]}-{self.lengths[1]}" if self.lengths else "")
 
     @property
     def name(self) -> str:
@@ -84,14 +94,14 @@ class Build:
         return Path(work) / "builds" / self.name
 
     def data(self, work: Path | str = ROOT / "build") -> Path:
-        return self.folder(work) / ("syndfer" + REGIME_SUFFIX[self.regime])
+        return self.folder(work) / ("syndfer" + self._variant)
 
     def backbone(self, work: Path | str = ROOT / "build") -> Path:
         return self.folder(work) / "resnet18_64px.pt"
 
     def scratch(self, work: Path | str = ROOT / "build") -> Path:
         """Where the build's rows keep their checkpoints and job logs."""
-        return self.folder(work) / ("work" + REGIME_SUFFIX[self.regime])
+        return self.folder(work) / ("work" + self._variant)
 
     def results(self, dataset: str = "synthetic", results_root: Path | str = ROOT / "results") -> Path:
         """The folder whose ``runs/`` holds this build's rows (all claim builds of a regime share it)."""
@@ -107,7 +117,7 @@ class Build:
         return prepare_synthetic(self.data(work), self.clips, quick=False, regime=self.regime, seed=self.data_seed,
                                  backbone=self.backbone(work), pretrain_seed=self.pretrain_seed,
                                  label=f"build {self.name}", candidate_frames=candidate_frames, features=features,
-                                 feature_precision=feature_precision)
+                                 feature_precision=feature_precision, lengths=self.lengths)
 
 
 def drop_feature_cache(annotations: str | Path) -> int:
@@ -137,11 +147,12 @@ def step(what: str):
 def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True, regime: str = "default",
                       seed: int = 0, backbone: Path | None = None, pretrain_seed: int | None = None,
                       label: str = "", candidate_frames: int = 0, features: bool = True,
-                      feature_precision: str = "float16") -> tuple[str, str]:
+                      feature_precision: str = "float16", lengths: tuple[int, int] | None = None) -> tuple[str, str]:
     """Generate SynDFER (in the given regime, from ``seed``), prepare it like DFEW, cache its frames
     and pre-train the backbone on a separate draw (``pretrain_seed``; default: PretrainConfig's) into
     ``backbone`` (default: :func:`backbone_path`), then cache its features; each step is skipped when
-    already done (the feature cache also with ``features=False``). Returns (annotations, root). The regimes of one build share its backbone,
+    already done (the feature cache also with ``features=False``). ``lengths``: the clips' shortest
+    and longest frame counts (default: the generator's). Returns (annotations, root). The regimes of one build share its backbone,
     pre-trained on a draw of the default regime (as the paper's backbone is pre-trained on other
     data than its benchmark)."""
     py = sys.executable
@@ -153,9 +164,11 @@ def prepare_synthetic(data: Path, clips: int, quick: bool, pretrain: bool = True
     backbone = Path(backbone) if backbone else backbone_path(quick)
     who = f"{label}: " if label else ""
     if not (data / "syndfer_params.json").exists():
-        with step(f"{who}SynDFER ({regime} regime, seed {seed}): rendering {clips} clips into {paths.relative(data)}"):
+        span = ["--min-frames", str(lengths[0]), "--max-frames", str(lengths[1])] if lengths else []
+        with step(f"{who}SynDFER ({regime} regime, seed {seed}): rendering {clips} clips into {paths.relative(data)}"
+                  + (f" ({lengths[0]}..{lengths[1]} frames a clip)" if lengths else "")):
             subprocess.run([py, "-m", "data_prep.synthetic", "--out", str(data), "--clips", str(clips), "--seed",
-                            str(seed), "--regime", regime], check=True, cwd=ROOT)
+                            str(seed), "--regime", regime, *span], check=True, cwd=ROOT)
     ann = data / "prepared" / "annotations.csv"
     if not ann.exists():
         with step(f"{who}SynDFER: annotations in DFEW's layout (data_prep.dfew)"):

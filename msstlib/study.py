@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --builds: write the builds' rows and Grad-CAM under DIR/<dataset>[-regime]/builds "
                    "instead of results/, and render no table (make reproduce: build/reproduce/results, then "
                    "python -m msstlib.reproduce compares them with the committed ones)")
+    b.add_argument("--clip-lengths", type=int, nargs=2, metavar=("SHORTEST", "LONGEST"),
+                   help="with --builds and --results-root: draw each build's SynDFER with clips of SHORTEST..LONGEST "
+                   "frames instead of 8..47 (11 143: DFEW's mean of 77), as data of its own beside the build's "
+                   "(same seeds and backbone); a check of what a setting does on longer clips, never a claim unit")
     b.add_argument("--drop-caches", action="store_true", help="with --builds: delete a build's feature cache (9.6 GB) "
                    "once all its rows have landed (frames and checkpoints stay)")
     ex = p.add_argument_group("where the jobs run")
@@ -157,6 +161,8 @@ def _main(argv: list[str] | None) -> int:
                             f"not one)")
     if args.epochs is not None and args.epochs < 1:
         raise config.ConfigError(f"--epochs {args.epochs}: train at least 1 epoch (leave it out for the preset's)")
+    if args.clip_lengths and not (args.builds or args.validation):
+        raise config.ConfigError("--clip-lengths: a setting of the builds' SynDFER draws; give --builds K ... with it")
     for flag, value in (("--jobs", args.jobs), ("--threads", args.threads), ("--clips", args.clips)):
         if value is not None and value < 1:
             raise config.ConfigError(f"{flag} {value}: expected an integer >= 1")
@@ -294,8 +300,13 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
     """``--builds K ...`` / ``--validation``: each build in turn is prepared (data, backbone,
     caches; skipped where done), its rows run (``--jobs`` at a time) and, with ``--drop-caches``,
     its feature cache removed once they have all landed; then the tables are rendered."""
+    lengths = tuple(args.clip_lengths) if args.clip_lengths else None
     try:
-        builds = ([Build(0, args.regime)] if args.validation else []) + [Build(k, args.regime) for k in args.builds or []]
+        if lengths and not args.results_root:  # its rows would sit beside the build's own as the same unit
+            raise config.ConfigError(f"--clip-lengths {lengths[0]} {lengths[1]}: a draw with other clip lengths is a "
+                                     f"check, not a claim unit; give --results-root DIR for its rows")
+        builds = ([Build(0, args.regime, lengths=lengths)] if args.validation else []) + [
+            Build(k, args.regime, lengths=lengths) for k in args.builds or []]
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

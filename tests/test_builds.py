@@ -162,3 +162,31 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     ran.clear()
     assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4"]) == 0 and not ran
     assert prepared[1:] == [("b01", False)]
+
+
+def test_a_build_drawn_with_other_clip_lengths_is_data_of_its_own(tmp_path, monkeypatch, capsys):
+    """issue 29: what K = 32 candidate frames cost needs DFEW's clip lengths (mean 77), not SynDFER's
+    (mean 28). Such a draw keeps the build's seeds and backbone but never its data, checkpoints or
+    results folder, and its lengths reach the generator."""
+    import subprocess
+
+    long = builds.Build(1, lengths=(11, 143))
+    assert long.data_seed == builds.Build(1).data_seed and long.backbone() == builds.Build(1).backbone()
+    assert long.data() != builds.Build(1).data() and long.scratch() != builds.Build(1).scratch()
+    assert long.data().name == "syndfer-len11-143"
+    with pytest.raises(builds.config.ConfigError, match="clip-lengths 20 10"):
+        builds.Build(1, lengths=(20, 10))
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: calls.append(cmd))
+    builds.prepare_synthetic(tmp_path, 10, quick=False, pretrain=False, lengths=(11, 143))
+    synth = next(c for c in calls if "data_prep.synthetic" in c)
+    assert synth[synth.index("--min-frames"):][:4] == ["--min-frames", "11", "--max-frames", "143"]
+    calls.clear()
+    builds.prepare_synthetic(tmp_path / "plain", 10, quick=False, pretrain=False)
+    assert "--min-frames" not in next(c for c in calls if "data_prep.synthetic" in c)
+    # the CLI: only with --builds, and only into a results folder of its own (exit 2, one line)
+    for argv in (["--clip-lengths", "11", "143"], ["--builds", "1", "--clip-lengths", "11", "143"]):
+        assert study.main(["--dataset", "synthetic", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --clip-lengths") and len(err.strip().splitlines()) == 1
+    assert "--results-root" in err

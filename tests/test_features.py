@@ -253,6 +253,11 @@ def test_the_candidate_frames_comparison_pairs_rows_by_the_grid_and_writes_into_
     assert script.main(["--rerun", str(rerun), "--out", str(tmp_path / "u8"), "--tag", "u8", "--what", "uint8 cache"]) == 0
     assert "war_u8" in pd.read_csv(tmp_path / "u8" / "paired_rows.csv").columns
     assert (tmp_path / "u8" / "summary.md").read_text().startswith("uint8 cache minus the committed rows")
+    # two re-runs against each other (both arms on a draw with DFEW's clip lengths): the heading names the baseline
+    assert script.main(["--rerun", str(rerun), "--committed", str(root / "results/synthetic/builds/runs"),
+                        "--out", str(tmp_path / "len"), "--tag", "k32u8", "--what", "K = 32 in uint8",
+                        "--baseline", "every frame in float16"]) == 0
+    assert (tmp_path / "len" / "summary.md").read_text().startswith("K = 32 in uint8 minus every frame in float16")
 
 
 def test_a_uint8_cache_halves_the_bytes_and_gives_the_backbone_path_up_to_its_8_bit_codes(cached, r18, tmp_path):

@@ -19,6 +19,10 @@ re-run's columns and ``--what`` the heading. The 8-bit cache (``DataConfig.featu
 
     python results/feature-cache/candidate_frames.py --rerun build/u8/results/synthetic/builds/runs \
         --tag u8 --what "uint8 feature cache" --out results/feature-cache/uint8
+
+Two re-runs pair with each other through ``--committed`` and ``--baseline``: K = 32 candidates in
+uint8 against every frame in float16, both on a draw with DFEW's clip lengths (``python -m
+msstlib.study ... --builds 1 --clip-lengths 11 143 --results-root DIR``; docs/speed.md).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent))
     p.add_argument("--tag", default="k16", help="the re-run's column suffix (default k16)")
     p.add_argument("--what", default="K = 16 candidate frames", help="what the re-run changed (the heading)")
+    p.add_argument("--baseline", help="what --committed holds (the heading; default: every frame for k16, else the "
+                   "committed rows)")
     args = p.parse_args(argv)
     rerun, committed = results.load_results(args.rerun), results.load_results(args.committed)
     pairs = paired(committed, rerun, args.tag)
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pairs.sort_values(KEYS).to_csv(out / "paired_rows.csv", index=False, float_format="%.4f")
     table.to_csv(out / "summary.csv", index=False, float_format="%.4f")
-    baseline = "every frame" if args.tag == "k16" else "the committed rows"
+    baseline = args.baseline or ("every frame" if args.tag == "k16" else "the committed rows")
     (out / "summary.md").write_text(f"{args.what} minus {baseline}, WAR/UAR points, SynDFER default "
                                     "regime (synthetic, NOT DFEW), cpu preset; 95 % t interval over rows.\n\n"
                                     + table.to_markdown(index=False, floatfmt=".2f") + "\n")
