@@ -5,7 +5,9 @@
   independent builds are rendered with the default regime's tables);
 * :func:`render_figures`: ``gradcam.ipynb`` on the five-fold study's T=4 MSSTNet and its control;
 * :func:`build_cam`: ``gradcam.ipynb`` on one build's own models, one Grad-CAM unit per build;
-* :func:`overview`: ``data_overview.ipynb`` on a study's data; :func:`where`: what a study prints last.
+* :func:`overview`: ``data_overview.ipynb`` on a study's data; :func:`where`: what a study prints last;
+* :func:`readme_claims`: the README's claims table, re-pasted from ``claims_by_regime.csv`` whenever
+  the committed results' tables are rendered (the README shows it cell for cell).
 
 A results folder says what it holds by its name: ``results/synthetic[-<regime>][-quick]``
 (:func:`regime_of`, :func:`is_smoke`).
@@ -69,9 +71,39 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
                      "dfewlike_runs_dir": paths.relative(dfewlike) if dfewlike else "",
                      "builds_runs_dirs": json.dumps(builds)},
                     progress_bar=not lock)
+        side = results / "tables" / "claims_by_regime.csv"
+        if Path(results).resolve() == (paths.REPO / "results" / dataset).resolve() and side.is_file():
+            readme_claims(side, paths.REPO / "README.md")
     finally:
         if lock:
             lock_path.unlink(missing_ok=True)
+
+
+CLAIMS_HEADER = "| claim | comparison |"  # how the README's claims table begins, whatever its regime columns
+
+
+def readme_claims(side_csv: Path, readme: Path) -> bool:
+    """Replace the README's claims table (the first one whose header begins with
+    :data:`CLAIMS_HEADER`) with ``claims_by_regime.csv``, cell for cell; returns whether it changed.
+    The prose around it is the author's: only the table is derived."""
+    import pandas as pd
+
+    side = pd.read_csv(side_csv, dtype=str, keep_default_na=False)
+    table = ["| " + " | ".join(side.columns) + " |", "|" + "---|" * len(side.columns)]
+    table += ["| " + " | ".join(row) + " |" for row in side.values.tolist()]
+    lines = Path(readme).read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(CLAIMS_HEADER)), None)
+    if start is None:
+        raise ValueError(f"{paths.relative(readme)}: no claims table (a line beginning {CLAIMS_HEADER!r}) to replace")
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    new = lines[:start] + table + lines[end:]
+    if new == lines:
+        return False
+    files.write_text(readme, "\n".join(new) + "\n")
+    print(f"    {paths.relative(readme)}: claims table re-pasted from {paths.relative(side_csv)}", flush=True)
+    return True
 
 
 def render_figures(study: Study, rows: list[Row], max_clips: int = 0, elsewhere: dict | None = None) -> None:

@@ -250,3 +250,29 @@ def test_every_committed_run_is_filed_under_its_identity():
         if not (C.run_id(r["identity"]) == r["run_id"] and path.parent.name.endswith("_" + r["run_id"])):
             bad.append(path.parent.name)
     assert not bad, f"{len(bad)} runs not filed under their identity, e.g. {bad[0]}"
+
+
+def test_the_readme_claims_table_is_re_pasted_from_the_committed_table_whatever_its_columns(tmp_path):
+    """The README's claims table was pasted by hand after each build landed; rendering the committed
+    tables now re-pastes it (a new regime's column included) and leaves the prose around it alone."""
+    from msstlib import render
+
+    side = pd.DataFrame({"claim": ["a helps", "b helps"], "comparison": ["T4 d100 - T4 d000", "T8 - T4"],
+                         "default": ["+1.0 [+0.5, +1.5] p=0.008 supported", "-0.2 [-1.0, +0.6] p=0.9 unresolved"],
+                         "dfew-calibrated": ["not run", "+0.1 [-0.1, +0.3] p=0.4 unresolved"]})
+    side.to_csv(tmp_path / "claims_by_regime.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nBefore.\n\n| claim | comparison | default |\n|---|---|---|\n| old | row | cell |\n"
+                      "\nAfter.\n\n| other | table |\n|---|---|\n")
+    assert render.readme_claims(tmp_path / "claims_by_regime.csv", readme)
+    text = readme.read_text()
+    assert "| old | row | cell |" not in text and text.startswith("# Title\n\nBefore.\n\n")
+    assert text.endswith("\nAfter.\n\n| other | table |\n|---|---|\n")
+    lines = text.splitlines()
+    header = "| claim | comparison | default | dfew-calibrated |"
+    start = lines.index(header) + 2
+    assert [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:start + 2]] == side.values.tolist()
+    assert not render.readme_claims(tmp_path / "claims_by_regime.csv", readme)  # already current: unchanged
+    readme.write_text("# no table\n")
+    with pytest.raises(ValueError, match="no claims table"):
+        render.readme_claims(tmp_path / "claims_by_regime.csv", readme)
