@@ -251,3 +251,25 @@ def test_a_build_remade_elsewhere_is_one_unit_not_two():
     copy = df[df["build_name"] == "b02"].assign(build="data2/other-cpu", war=lambda d: d["war"] + 9)
     units = claims.build_units(pd.concat([df, copy.iloc[:1]]), "default", [grid.Comparison("x", cfg(*a), cfg(*b))])
     assert units["unit"].tolist() == ["b01", "b02", "b03"] and (units["diff"] == 5).all()
+
+
+def test_frame_step_gains_read_the_depth_2_steps_of_each_regime_beside_the_papers():
+    # T = 4 / 8 / 12 / 16 at depth 2 on 8 builds: steps of +3, +2 and +1 points, with build noise
+    noise = [0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.1]
+    spec = {(t, "2-2-2", "msstnet", ""): (lambda k, base=base: base + noise[k - 1] * (base - 59))
+            for t, base in ((4, 60.0), (8, 63.0), (12, 65.0), (16, 66.0))}
+    comps = [c for c in grid.build_claims() if c.text in ("T8 d222 - T4 d222", "T12 d222 - T8 d222",
+                                                          "T16 d222 - T12 d222", "T16 d222 - T4 d222")]
+    assert len(comps) == 4
+    t = claims.claims_from_units(pd.concat([claims.build_units(_build_runs(spec), r, comps)
+                                            for r in ("default", "dfew-calibrated")], ignore_index=True))
+    g = claims.frame_step_gains(t)
+    ours = g[g["regime"] == "dfew-calibrated"].set_index("step")
+    assert list(ours.index) == ["4 -> 8", "8 -> 12", "12 -> 16"]  # steps, not the 4 -> 16 span
+    assert ours["gain"].tolist() == pytest.approx([3 + np.mean(noise) * 3, 2 + np.mean(noise) * 2, 1 + np.mean(noise)])
+    assert (ours["units"] == 8).all() and (ours["ci_low"] < ours["gain"]).all()
+    dfew = g[g["regime"] == "paper (DFEW)"].set_index("step")["gain"]
+    assert dfew.tolist() == pytest.approx([0.45, 0.69, 0.57])  # 69.71 -> 70.16 -> 70.85 -> 71.42
+    ferv = g[g["regime"] == "paper (FERV39k)"].set_index("step")["gain"]
+    assert ferv.tolist() == pytest.approx([0.36, 0.18, 0.59])  # 49.89 -> 50.25 -> 50.43 -> 51.02
+    assert g[g["regime"].str.startswith("paper")]["ci_low"].isna().all()
