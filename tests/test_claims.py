@@ -273,3 +273,32 @@ def test_frame_step_gains_read_the_depth_2_steps_of_each_regime_beside_the_paper
     ferv = g[g["regime"] == "paper (FERV39k)"].set_index("step")["gain"]
     assert ferv.tolist() == pytest.approx([0.36, 0.18, 0.59])  # 49.89 -> 50.25 -> 50.43 -> 51.02
     assert g[g["regime"].str.startswith("paper")]["ci_low"].isna().all()
+
+
+def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_replaces_and_the_paper():
+    d222, d111 = (4, "2-2-2", "msstnet", ""), (4, "1-1-1", "msstnet", "")
+    lstm_budget, lstm = (4, "0-0-0", "resnet18-lstm", "budget"), (4, "0-0-0", "resnet18-lstm", "")
+    comps = [grid.Comparison("depth", cfg(*d222), cfg(*d111)), grid.Comparison("lstm", cfg(*d111), cfg(*lstm_budget)),
+             grid.Comparison("me", cfg(*d111), cfg(4, "1-1-1", "me-gru"))]
+    noise = [0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.1]
+    runs = _build_runs({d222: lambda k: 60 + noise[k - 1], d111: lambda k: 60 - noise[k - 1],  # no difference
+                        lstm_budget: lambda k: 65 + noise[k - 1],  # the budgeted LSTM wins
+                        (4, "1-1-1", "me-gru", ""): lambda k: 59 + noise[k - 1] * 3})
+    builds = claims.claims_from_units(pd.concat([claims.build_units(runs, r, comps) for r in ("default", "dfew-calibrated")],
+                                                ignore_index=True))
+    # the five-fold claims (folds as units): depth 2 "supported" in the default regime, MSSTNet beat the
+    # collapsed LSTM at the shared budget; the DFEW-like regime's five-fold claims stand for the calibrated one
+    ff = _runs({d222: lambda f, s: 62 + f % 2 * 0.5, d111: lambda f, s: 60, lstm: lambda f, s: 23 + f % 2})
+    five = pd.concat([claims.claims_table(ff, r, comparisons=[grid.Comparison("depth", cfg(*d222), cfg(*d111)),
+                                                               grid.Comparison("lstm", cfg(*d111), cfg(*lstm))])
+                      for r in ("default", "dfew-like")], ignore_index=True)
+    t = claims.verdict_changes(builds, five, comparisons=comps).set_index(["regime", "comparison"])
+    row = t.loc[("default", "T4 d222 - T4 d111")]
+    assert row["change"] == "supported -> unresolved" and row["five_fold"].startswith("+2.3 [+2.0, +2.6] supported")
+    assert row["paper_dfew"] == pytest.approx(0.74) and row["paper_ferv39k"] == pytest.approx(-0.05)
+    lstm_row = t.loc[("default", "T4 d111 - T4 resnet18-lstm budget")]
+    assert lstm_row["five_fold_comparison"] == "T4 d111 - T4 resnet18-lstm"  # the shared budget's row
+    assert lstm_row["change"] == "supported -> contradicted" and np.isnan(lstm_row["paper_dfew"])
+    assert t.loc[("dfew-calibrated", "T4 d222 - T4 d111"), "five_fold_regime"] == "dfew-like"
+    assert t.loc[("default", "T4 d111 - T4 me-gru"), "change"] == "new"
+    assert t.loc[("default", "T4 d111 - T4 me-gru"), "five_fold"] == ""
