@@ -239,7 +239,7 @@ def verdict_changes(builds: pd.DataFrame, five_fold: pd.DataFrame,
     set against the DFEW-like regime's five-fold claims, which it replaces (:data:`REPLACES`); an
     LSTM row at its validated budget against the five-fold row at the shared budget (named in
     ``five_fold_comparison``). ``change`` reads ``unchanged``, ``<five-fold> -> <builds>`` or
-    ``new`` (no five-fold row)."""
+    ``new`` (no five-fold row; a Grad-CAM comparison says where its clip-level verdict was)."""
     by_text = {c.text: c for c in (comparisons if comparisons is not None else build_claims())}
     ff = five_fold.set_index(["regime", "comparison"]) if len(five_fold) else None
     rows = []
@@ -255,8 +255,9 @@ def verdict_changes(builds: pd.DataFrame, five_fold: pd.DataFrame,
                      "five_fold_comparison": old_text if old is not None else "",
                      "five_fold": cell(old) if old is not None else "",
                      "builds": build_cell(r, holm_verdict=False), "verdict_holm": r["verdict_holm"],
-                     "change": "new" if old is None else "unchanged" if old["verdict"] == now
-                     else f"{old['verdict']} -> {now}"})
+                     "change": ("new: its five-fold verdict was over clips of one pair of models (gradcam_scores.md)"
+                                if old is None and r["metric"] == "gradcam_energy" else "new" if old is None
+                                else "unchanged" if old["verdict"] == now else f"{old['verdict']} -> {now}")})
     return pd.DataFrame(rows)
 
 

@@ -292,7 +292,10 @@ def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_rep
     five = pd.concat([claims.claims_table(ff, r, comparisons=[grid.Comparison("depth", cfg(*d222), cfg(*d111)),
                                                                grid.Comparison("lstm", cfg(*d111), cfg(*lstm))])
                       for r in ("default", "dfew-like")], ignore_index=True)
-    t = claims.verdict_changes(builds, five, comparisons=comps).set_index(["regime", "comparison"])
+    cam = builds.iloc[[0]].assign(comparison="MSSTNet 111 / T-Former3 out - MSSTNet 111 / CNN layer3 at 4x4",
+                                  metric="gradcam_energy")
+    t = claims.verdict_changes(pd.concat([builds, cam], ignore_index=True), five,
+                               comparisons=comps).set_index(["regime", "comparison"])
     row = t.loc[("default", "T4 d222 - T4 d111")]
     assert row["change"] == "supported -> unresolved" and row["five_fold"].startswith("+2.3 [+2.0, +2.6] supported")
     assert row["paper_dfew"] == pytest.approx(0.74) and row["paper_ferv39k"] == pytest.approx(-0.05)
@@ -302,3 +305,4 @@ def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_rep
     assert t.loc[("dfew-calibrated", "T4 d222 - T4 d111"), "five_fold_regime"] == "dfew-like"
     assert t.loc[("default", "T4 d111 - T4 me-gru"), "change"] == "new"
     assert t.loc[("default", "T4 d111 - T4 me-gru"), "five_fold"] == ""
+    assert t.loc[("default", cam["comparison"].iloc[0]), "change"].startswith("new: its five-fold verdict was over clips")
