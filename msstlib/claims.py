@@ -219,7 +219,7 @@ def paper_difference(comparison: Comparison, paper_table1: Path | str = PAPER_TA
         if c.variant != "msstnet" or c.tag or len(set(c.depths)) != 1:
             return None
         d = c.depths[0]
-        rows = (paper[paper["tformer1"].isna() & (paper["frames"] == c.frames)] if d == 0 else
+        rows = (paper[(paper["note"] == "no T-Former") & (paper["frames"] == c.frames)] if d == 0 else
                 paper[(paper["frames"] == c.frames) & (paper["tformer1"] == d) & (paper["tformer2"] == d)
                       & (paper["tformer3"] == d)])
         return rows.iloc[0] if len(rows) == 1 else None

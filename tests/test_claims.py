@@ -306,3 +306,12 @@ def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_rep
     assert t.loc[("default", "T4 d111 - T4 me-gru"), "change"] == "new"
     assert t.loc[("default", "T4 d111 - T4 me-gru"), "five_fold"] == ""
     assert t.loc[("default", cam["comparison"].iloc[0]), "change"].startswith("new: its five-fold verdict was over clips")
+
+
+def test_the_papers_difference_is_read_for_table_1_pairs_only():
+    def diff(a, b):
+        return claims.paper_difference(grid.Comparison("x", cfg(*a), cfg(*b)))
+    assert diff((4, "1-1-1"), (4, "0-0-0")) == pytest.approx({"paper_dfew": 3.06, "paper_ferv39k": 3.05})
+    assert diff((16, "2-2-2"), (16, "3-3-3")) == pytest.approx({"paper_dfew": 0.43, "paper_ferv39k": 0.6})
+    assert diff((4, "1-1-1"), (4, "1-1-0")) == {}  # the paper's two-T-Former rows do not say which two
+    assert diff((4, "1-1-1"), (4, "0-0-0", "resnet18-gru")) == {}
