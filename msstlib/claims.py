@@ -232,14 +232,18 @@ def paper_difference(comparison: Comparison, paper_table1: Path | str = PAPER_TA
 
 
 def verdict_changes(builds: pd.DataFrame, five_fold: pd.DataFrame,
-                    comparisons: list[Comparison] | None = None) -> pd.DataFrame:
+                    comparisons: list[Comparison] | None = None, planned: int | None = None) -> pd.DataFrame:
     """Where the claims over builds (:func:`claims_from_units`) changed what the withdrawn five-fold
     claims (``claims_five_fold.csv``: one build, folds as units) said, per regime and comparison,
     beside the paper's own difference where its Table 1 has both rows. The DFEW-calibrated regime is
     set against the DFEW-like regime's five-fold claims, which it replaces (:data:`REPLACES`); an
     LSTM row at its validated budget against the five-fold row at the shared budget (named in
     ``five_fold_comparison``). ``change`` reads ``unchanged``, ``<five-fold> -> <builds>`` or
-    ``new`` (no five-fold row; a Grad-CAM comparison says where its clip-level verdict was)."""
+    ``new`` (no five-fold row; a Grad-CAM comparison says where its clip-level verdict was), and
+    ``pending: k of K builds`` while a comparison rests on fewer than the ``planned`` builds
+    (:data:`msstlib.builds.CLAIM_BUILDS`): one build has no interval, so its "unresolved" is no change."""
+    from .builds import CLAIM_BUILDS
+    planned = len(CLAIM_BUILDS) if planned is None else planned
     by_text = {c.text: c for c in (comparisons if comparisons is not None else build_claims())}
     ff = five_fold.set_index(["regime", "comparison"]) if len(five_fold) else None
     rows = []
@@ -255,7 +259,8 @@ def verdict_changes(builds: pd.DataFrame, five_fold: pd.DataFrame,
                      "five_fold_comparison": old_text if old is not None else "",
                      "five_fold": cell(old) if old is not None else "",
                      "builds": build_cell(r, holm_verdict=False), "verdict_holm": r["verdict_holm"],
-                     "change": ("new: its five-fold verdict was over clips of one pair of models (gradcam_scores.md)"
+                     "change": (f"pending: {r['units']} of {planned} builds" if r["units"] < planned
+                                else "new: its five-fold verdict was over clips of one pair of models (gradcam_scores.md)"
                                 if old is None and r["metric"] == "gradcam_energy" else "new" if old is None
                                 else "unchanged" if old["verdict"] == now else f"{old['verdict']} -> {now}")})
     return pd.DataFrame(rows)

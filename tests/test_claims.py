@@ -315,3 +315,15 @@ def test_the_papers_difference_is_read_for_table_1_pairs_only():
     assert diff((16, "2-2-2"), (16, "3-3-3")) == pytest.approx({"paper_dfew": 0.43, "paper_ferv39k": 0.6})
     assert diff((4, "1-1-1"), (4, "1-1-0")) == {}  # the paper's two-T-Former rows do not say which two
     assert diff((4, "1-1-1"), (4, "0-0-0", "resnet18-gru")) == {}
+
+
+def test_a_regime_with_fewer_builds_than_planned_has_changes_pending_not_verdicts_flipped():
+    a, b = (4, "1-1-1", "msstnet", ""), (4, "0-0-0", "msstnet", "")
+    comps = [grid.Comparison("x", cfg(*a), cfg(*b))]
+    one = claims.claims_from_units(claims.build_units(_build_runs({a: lambda k: 70.0, b: lambda k: 60.0}, builds=1),
+                                                      "dfew-calibrated", comps))
+    five = claims.claims_table(_runs({a: lambda f, s: 70 + f % 2, b: lambda f, s: 60}), "dfew-like", comparisons=comps)
+    t = claims.verdict_changes(one, five, comparisons=comps)
+    assert one.loc[0, "verdict"] == "unresolved" and five.loc[0, "verdict"] == "supported"
+    assert t.loc[0, "change"] == "pending: 1 of 8 builds"  # not "supported -> unresolved"
+    assert claims.verdict_changes(one, five, comparisons=comps, planned=1).loc[0, "change"] == "supported -> unresolved"

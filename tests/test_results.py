@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from msstlib import results as R  # noqa: E402
+from msstlib.builds import REGIME_SUFFIX  # noqa: E402
 from msstlib.labels import EMOTIONS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +171,10 @@ REGIME_RUNS = {"default": ROOT / "results" / "synthetic" / "runs", "dfew-like": 
 CLAIMS = ROOT / "results" / "synthetic" / "tables"
 
 
-BUILD_RUNS = {"default": ROOT / "results" / "synthetic" / "builds" / "runs",
-              "dfew-like": ROOT / "results" / "synthetic-dfewlike" / "builds" / "runs"}
+# every regime's build runs (msstlib.builds: results/synthetic<suffix>/builds/runs); the list used to
+# name dfew-like, so the DFEW-calibrated regime's first committed build went unchecked
+BUILD_RUNS = {r: ROOT / "results" / ("synthetic" + suffix) / "builds" / "runs"
+              for r, suffix in REGIME_SUFFIX.items()}
 
 
 def test_committed_five_fold_claims_are_what_the_committed_runs_give():
