@@ -35,6 +35,7 @@ Synthetic results are never DFEW/FERV39k results: the ``regime`` column names th
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ import pandas as pd
 
 from .config import PRESETS
 from .grid import BUDGET_TAG, MSST, UNIT_FOLD, Comparison, Config, build_claims, paper_claims
+from .results import PAPER
 from .stats import ALPHA, holm, interval, signflip_p
 
 MARGIN = 1.0  # WAR points: "no loss" for the attention claim (non-inferiority margin)
@@ -174,7 +176,13 @@ def regime_summary(regimes: dict[str, pd.DataFrame], metric: str = "war") -> pd.
     return pd.DataFrame(rows)
 
 
-PAPER_TABLE1 = Path(__file__).resolve().parents[1] / "results" / "paper" / "table1.csv"
+PAPER_TABLE1 = PAPER / "table1.csv"
+
+
+@lru_cache(maxsize=4)
+def _paper_table1(path: str) -> pd.DataFrame:
+    """The paper's Table 1, read once per render (every comparison asks it)."""
+    return pd.read_csv(path)
 FRAME_STEPS = ((4, 8), (8, 12), (12, 16))  # Table 1's steps in frames, at depth 2 (the paper's best depth)
 
 
@@ -195,7 +203,7 @@ def frame_step_gains(claims_table: pd.DataFrame, paper_table1: Path | str = PAPE
             r = by_comparison.loc[key]
             rows.append({"regime": regime, "step": f"{a} -> {b}", "gain": r["diff_mean"], "ci_low": r["ci_low"],
                          "ci_high": r["ci_high"], "units": r["units"], "source": "SynDFER builds (WAR points)"})
-    paper = pd.read_csv(paper_table1)
+    paper = _paper_table1(str(paper_table1))
     paper = paper[(paper["tformer1"] == 2) & (paper["tformer2"] == 2) & (paper["tformer3"] == 2)].set_index("frames")
     for column, name in (("war_dfew", "paper (DFEW)"), ("war_ferv39k", "paper (FERV39k)")):
         for a, b in FRAME_STEPS:
@@ -213,7 +221,7 @@ def paper_difference(comparison: Comparison, paper_table1: Path | str = PAPER_TA
     """The paper's own difference for a comparison of two Table 1 rows (MSSTNet with no T-Former
     or all three at one depth), on DFEW and FERV39k, in WAR points; empty where the paper has no such
     pair (one- and two-T-Former rows: which T-Formers they hold is lost in the paper's text)."""
-    paper = pd.read_csv(paper_table1)
+    paper = _paper_table1(str(paper_table1))
 
     def war(c: Config) -> pd.Series | None:
         if c.variant != "msstnet" or c.tag or len(set(c.depths)) != 1:
