@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msstlib import claims, grid
+from msstlib import claims, grid, paper_check
 
 
 def cfg(frames: int, depths: str, variant: str = "msstnet", tag: str = "") -> grid.Config:
@@ -263,7 +263,7 @@ def test_frame_step_gains_read_the_depth_2_steps_of_each_regime_beside_the_paper
     assert len(comps) == 4
     t = claims.claims_from_units(pd.concat([claims.build_units(_build_runs(spec), r, comps)
                                             for r in ("default", "dfew-calibrated")], ignore_index=True))
-    g = claims.frame_step_gains(t)
+    g = paper_check.frame_step_gains(t)
     ours = g[g["regime"] == "dfew-calibrated"].set_index("step")
     assert list(ours.index) == ["4 -> 8", "8 -> 12", "12 -> 16"]  # steps, not the 4 -> 16 span
     assert ours["gain"].tolist() == pytest.approx([3 + np.mean(noise) * 3, 2 + np.mean(noise) * 2, 1 + np.mean(noise)])
@@ -294,7 +294,7 @@ def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_rep
                       for r in ("default", "dfew-like")], ignore_index=True)
     cam = builds.iloc[[0]].assign(comparison="MSSTNet 111 / T-Former3 out - MSSTNet 111 / CNN layer3 at 4x4",
                                   metric="gradcam_energy")
-    t = claims.verdict_changes(pd.concat([builds, cam], ignore_index=True), five,
+    t = paper_check.verdict_changes(pd.concat([builds, cam], ignore_index=True), five,
                                comparisons=comps).set_index(["regime", "comparison"])
     row = t.loc[("default", "T4 d222 - T4 d111")]
     assert row["change"] == "supported -> unresolved" and row["five_fold"].startswith("+2.3 [+2.0, +2.6] supported")
@@ -310,7 +310,7 @@ def test_verdict_changes_set_each_build_claim_against_the_five_fold_claim_it_rep
 
 def test_the_papers_difference_is_read_for_table_1_pairs_only():
     def diff(a, b):
-        return claims.paper_difference(grid.Comparison("x", cfg(*a), cfg(*b)))
+        return paper_check.paper_difference(grid.Comparison("x", cfg(*a), cfg(*b)))
     assert diff((4, "1-1-1"), (4, "0-0-0")) == pytest.approx({"paper_dfew": 3.06, "paper_ferv39k": 3.05})
     assert diff((16, "2-2-2"), (16, "3-3-3")) == pytest.approx({"paper_dfew": 0.43, "paper_ferv39k": 0.6})
     assert diff((4, "1-1-1"), (4, "1-1-0")) == {}  # the paper's two-T-Former rows do not say which two
@@ -323,7 +323,7 @@ def test_a_regime_with_fewer_builds_than_planned_has_changes_pending_not_verdict
     one = claims.claims_from_units(claims.build_units(_build_runs({a: lambda k: 70.0, b: lambda k: 60.0}, builds=1),
                                                       "dfew-calibrated", comps))
     five = claims.claims_table(_runs({a: lambda f, s: 70 + f % 2, b: lambda f, s: 60}), "dfew-like", comparisons=comps)
-    t = claims.verdict_changes(one, five, comparisons=comps)
+    t = paper_check.verdict_changes(one, five, comparisons=comps)
     assert one.loc[0, "verdict"] == "unresolved" and five.loc[0, "verdict"] == "supported"
     assert t.loc[0, "change"] == "pending: 1 of 8 builds"  # not "supported -> unresolved"
-    assert claims.verdict_changes(one, five, comparisons=comps, planned=1).loc[0, "change"] == "supported -> unresolved"
+    assert paper_check.verdict_changes(one, five, comparisons=comps, planned=1).loc[0, "change"] == "supported -> unresolved"

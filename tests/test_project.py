@@ -89,7 +89,7 @@ def test_pre_training_gives_the_same_weights_whatever_the_thread_count(tmp_path)
 FLOORS = {  # docs/layout.md, "The house"
     0: {"config", "identity", "labels", "frames", "stats", "files", "paths", "distributed"},
     1: {"checkpoint", "inputs", "resnet_weights", "metrics", "grid"},
-    2: {"model", "data", "features", "flops", "pretrain", "builds", "results", "claims", "notebooks", "overview"},
+    2: {"model", "data", "features", "flops", "pretrain", "builds", "results", "claims", "paper_check", "notebooks", "overview"},
     3: {"train", "loop", "export", "cam", "report", "runs", "render"},
     4: {"study", "executors", "reproduce", "predict", "fixtures"},
 }
