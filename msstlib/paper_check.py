@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .builds import CLAIM_BUILDS
 from .claims import build_cell, cell
 from .grid import BUDGET_TAG, Comparison, Config, build_claims
 from .results import PAPER
@@ -95,7 +96,6 @@ def verdict_changes(builds: pd.DataFrame, five_fold: pd.DataFrame,
     ``new`` (no five-fold row; a Grad-CAM comparison says where its clip-level verdict was), and
     ``pending: k of K builds`` while a comparison rests on fewer than the ``planned`` builds
     (:data:`msstlib.builds.CLAIM_BUILDS`): one build has no interval, so its "unresolved" is no change."""
-    from .builds import CLAIM_BUILDS
     planned = len(CLAIM_BUILDS) if planned is None else planned
     by_text = {c.text: c for c in (comparisons if comparisons is not None else build_claims())}
     ff = five_fold.set_index(["regime", "comparison"]) if len(five_fold) else None
