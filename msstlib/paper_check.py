@@ -29,6 +29,8 @@ PAPER_TABLE1 = PAPER / "table1.csv"
 def _paper_table1(path: str) -> pd.DataFrame:
     """The paper's Table 1, read once per render (every comparison asks it)."""
     return pd.read_csv(path)
+
+
 FRAME_STEPS = ((4, 8), (8, 12), (12, 16))  # Table 1's steps in frames, at depth 2 (the paper's best depth)
 
 
