@@ -318,6 +318,15 @@ def _paper_beside_ours(columns: list[str]) -> list[str]:
     return out + [p for p in paper if p not in placed]
 
 
+def _three_decimals(column: str) -> bool:
+    """p values and ratios: two decimals would print 2/256 = 0.0078 as 0.01 and a ratio whose target
+    is 0.935-0.955 as 0.95."""
+    return column.startswith(("p_", "ratio")) or column.endswith("_p")
+
+
+FINE_METRICS = {"gradcam_energy"}  # shares in [0, 1]: their differences live in the third decimal
+
+
 def page(table: pd.DataFrame, shares: tuple[str, ...] = (), precision: int = 1):
     """A table as a notebook shows it, shaped for the page (the CSV and Markdown files keep every
     column at their precision): no all-empty columns (:func:`readable`), no run hashes, preset and
@@ -337,8 +346,29 @@ def page(table: pd.DataFrame, shares: tuple[str, ...] = (), precision: int = 1):
     numbers = [c for c in t.columns if pd.api.types.is_float_dtype(t[c])]
     shown = {c: f"{{:.{precision}f}}" for c in numbers}
     shown |= {c: "{:.2f}" for c in numbers if "gflops" in c.lower()}  # a model's cost: two decimals
-    shown |= {c: "{:.3f}" for c in numbers if c.startswith("p_") or c == "ratio" or c.endswith("_p")}  # p, ratios
-    return t.style.format(shown, na_rep="–").hide(axis="index")
+    shown |= {c: "{:.3f}" for c in numbers if _three_decimals(c)}  # p, ratios
+    styler = t.style.format(shown, na_rep="–")
+    if "metric" in t and t["metric"].isin(FINE_METRICS).any():  # a share's rows: three decimals (markdown())
+        styler = styler.format("{:.3f}", na_rep="–", subset=(t.index[t["metric"].isin(FINE_METRICS)], numbers))
+    return styler.hide(axis="index")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table as its ``.md`` file shows it: numbers at two decimals, except p values and ratios
+    (:func:`_three_decimals`) and, in a table with a ``metric`` column, every number of a row whose
+    metric is a share (:data:`FINE_METRICS`: a Grad-CAM energy difference of +0.037 is not 0.04),
+    at three. Numbers right-aligned, a missing value ``nan`` (as tabulate writes it)."""
+    fine = (table["metric"].isin(FINE_METRICS) if "metric" in table else pd.Series(False, index=table.index)).to_numpy()
+    shown = table.copy()
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+    for c in numeric:
+        if pd.api.types.is_float_dtype(table[c]):
+            shown[c] = ["nan" if pd.isna(v) else f"{v:.{3 if (_three_decimals(c) or f) else 2}f}"
+                        for v, f in zip(table[c], fine)]
+        else:
+            shown[c] = table[c].astype(str)
+    return shown.to_markdown(index=False, disable_numparse=True,
+                             colalign=["right" if c in numeric else "left" for c in table.columns])
 
 
 # Tables that are data other tables are recomputed from (claims.csv from claims_units.csv): written
@@ -353,7 +383,7 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, name: str, note: str) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.12g" if name in FULL_PRECISION else "%.4g")
-    body = (readable(table).to_markdown(index=False, floatfmt=".2f") if len(table) else
+    body = (markdown(readable(table)) if len(table) else
             "_No rows: this study's grid has none of the runs this table needs (the quick run's grid is a subset "
             "of the full one)._")
     (out / f"{name}.md").write_text(f"{note}\n\n{body}\n")

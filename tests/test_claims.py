@@ -123,6 +123,11 @@ def test_regime_summary_pairs_the_best_frame_level_model_with_msstnet():
     diffs = np.array([10 - (f % 2) for f in (1, 2, 3, 4, 5)], float)
     assert row["diff_mean"] == pytest.approx(diffs.mean())
     assert row["ci_low"] == pytest.approx(claims.interval(diffs)[1])
+    # the ratio's own interval: the t interval of each unit's ratio, over the same units (the issue's
+    # target, 0.945 +- 0.01, is a statement about the ratio, not the difference)
+    ratios = np.array([(50 + f + f % 2) / (60 + f) for f in (1, 2, 3, 4, 5)])
+    _, low, high, _ = claims.interval(ratios)
+    assert (row["ratio_ci_low"], row["ratio_ci_high"]) == (pytest.approx(low), pytest.approx(high))
     paper = t[t["regime"] == "paper (DFEW)"].iloc[0]
     assert paper["ratio"] == pytest.approx(65.91 / 69.71)
 

@@ -105,6 +105,32 @@ def test_an_empty_table_says_so_instead_of_a_bare_caption(tmp_path):
     assert text.startswith("NOTE") and "No rows" in text
 
 
+
+def test_markdown_tables_keep_p_values_ratios_and_energy_shares_at_their_precision(tmp_path):
+    """claims.md printed the exact sign-flip p 2/256 = 0.0078 as 0.01 and 0.047 as 0.05 (a supported
+    verdict beside a p that read as not below alpha), a Grad-CAM energy difference of +0.037
+    [+0.026, +0.049] as 0.04 [0.03, 0.05], and regimes.md the ratio its target 0.935-0.955 is about
+    as 0.95: every float at two decimals."""
+    t = pd.DataFrame({"comparison": ["a - b", "cam a - cam b"], "diff_mean": [3.0049, 0.0374],
+                      "ci_low": [0.97, 0.0262], "p_signflip": [2 / 256, 0.0469], "p_holm": [0.27, 1.0],
+                      "units": [8, 8], "metric": ["war", "gradcam_energy"]})
+    R.write_table(t, tmp_path, "claims", "NOTE")
+    lines = (tmp_path / "claims.md").read_text().splitlines()
+    war, cam = (dict(zip([c.strip() for c in lines[2].strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+                for row in lines[4:6])
+    assert war["p_signflip"] == "0.008" and cam["p_signflip"] == "0.047" and war["p_holm"] == "0.270"
+    assert war["diff_mean"] == "3.00" and war["ci_low"] == "0.97" and war["units"] == "8"
+    assert cam["diff_mean"] == "0.037" and cam["ci_low"] == "0.026"
+    R.write_table(pd.DataFrame({"regime": ["dfew-calibrated"], "ratio": [89.42 / 94.33], "war": [89.42]}),
+                  tmp_path, "regimes", "NOTE")
+    row = (tmp_path / "regimes.md").read_text().splitlines()[-1]
+    assert "0.948" in row and "89.42" in row
+    # the notebook's page too (its other numbers at the precision asked for)
+    html = R.page(t, precision=1).to_html()
+    assert ">0.008<" in html and ">0.037<" in html and ">3.0<" in html and ">0.03<" not in html
+    # the CSV keeps its own precision
+    assert pd.read_csv(tmp_path / "claims.csv")["p_signflip"].iloc[0] == pytest.approx(2 / 256, abs=1e-4)
+
 def test_a_missing_row_gives_a_panel_that_says_so(tmp_path):
     """The per-class panel was empty when its row was missing (issue 11)."""
     import matplotlib.pyplot as plt
