@@ -151,9 +151,9 @@ def regime_summary(regimes: dict[str, pd.DataFrame], metric: str = "war") -> pd.
     temporal mean or MSSTNet without T-Formers, T=4) against MSSTNet (T=4, depth 1), as mean WAR
     over the units both ran (builds, or the five-fold study's fold x seed units), their ratio, and
     the paired difference with its interval, and the ratio's own 95 % t interval (of each unit's
-    ratio, over the same units: ``ratio`` itself is the ratio of the means). The DFEW-calibrated regime's target is the paper's
-    DFEW ratio, 65.91 / 69.71 = 0.945 +- 0.01 (the ``paper (DFEW)`` row, the paper's numbers; the
-    older DFEW-like regime was calibrated to 0.85-0.90)."""
+    ratio, over the same units: ``ratio`` itself is the ratio of the means). The DFEW-calibrated
+    regime's target is the paper's DFEW ratio, 65.91 / 69.71 = 0.945 +- 0.01 (the ``paper (DFEW)``
+    row, the paper's numbers; the older DFEW-like regime was calibrated to 0.85-0.90)."""
     rows = []
     for regime, df in regimes.items():
         best = None

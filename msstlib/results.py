@@ -360,7 +360,8 @@ def markdown(table: pd.DataFrame) -> str:
     at three. Numbers right-aligned, a missing value ``nan`` (as tabulate writes it)."""
     fine = (table["metric"].isin(FINE_METRICS) if "metric" in table else pd.Series(False, index=table.index)).to_numpy()
     shown = table.copy()
-    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+    numeric = [c for c in table.columns
+               if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
     for c in numeric:
         if pd.api.types.is_float_dtype(table[c]):
             shown[c] = ["nan" if pd.isna(v) else f"{v:.{3 if (_three_decimals(c) or f) else 2}f}"
