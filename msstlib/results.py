@@ -358,7 +358,7 @@ def markdown(table: pd.DataFrame) -> str:
     (:func:`_three_decimals`) and, in a table with a ``metric`` column, every number of a row whose
     metric is a share (:data:`FINE_METRICS`: a Grad-CAM energy difference of +0.037 is not 0.04),
     at three. Numbers right-aligned, a missing value ``nan`` (as tabulate writes it)."""
-    fine = (table["metric"].isin(FINE_METRICS) if "metric" in table else pd.Series(False, index=table.index)).to_numpy()
+    fine = table["metric"].isin(FINE_METRICS).to_numpy() if "metric" in table else np.zeros(len(table), bool)
     shown = table.copy()
     numeric = [c for c in table.columns
                if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
