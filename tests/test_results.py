@@ -265,6 +265,30 @@ def test_readme_shows_the_committed_claims_table():
                                          "claims_by_regime.md: paste that table into the README"
 
 
+def test_readme_counts_of_verdicts_are_the_committed_claims():
+    """The README's status paragraph counts each regime's verdicts by hand after every landing ("In the
+    default regime 12 of the 34 comparisons read `supported` ... 3 read `contradicted` ... 19 stay
+    `unresolved`"); those counts are the committed claims.csv's, so prose cannot drift from the table."""
+    import re
+
+    claims = pd.read_csv(CLAIMS / "claims.csv")
+    text = " ".join((ROOT / "README.md").read_text().split())
+    starts = list(re.finditer(r"In the (\S+) regime (\d+) of the (\d+) comparisons read `supported`", text))
+    assert starts, "README.md no longer counts a regime's verdicts in the sentence this test reads"
+    for i, m in enumerate(starts):
+        regime, said = m.group(1), {"supported": int(m.group(2))}
+        rows = claims[claims["regime"] == regime]
+        assert int(m.group(3)) == len(rows), f"README: {regime} has {len(rows)} comparisons, not {m.group(3)}"
+        rest = text[m.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        for verdict in ["contradicted", "unresolved"]:
+            n = re.search(rf"(\d+) (?:read|stay) `{verdict}`", rest)
+            if n:
+                said[verdict] = int(n.group(1))
+        counts = rows["verdict"].value_counts()
+        wanted = {v: int(counts.get(v, 0)) for v in said}
+        assert said == wanted, f"README's {regime} counts {said} differ from claims.csv's {wanted}"
+
+
 def test_every_committed_run_is_filed_under_its_identity():
     """A committed result.json's identity hashes to its run id, and its folder ends with that id:
     the folder, the id and the recorded configuration cannot disagree (DESIGN.md §7). So for a
