@@ -1,6 +1,7 @@
 """Tables from result files: one cell per configuration, never mixing presets or epoch counts."""
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -150,8 +151,6 @@ def test_readable_drops_empty_columns_but_keeps_a_claims_interval():
 def test_tables_notebook_shows_whole_tables_with_readable_numbers_and_labels_smoke_runs(tmp_path):
     """Table 3 was cut at 26 columns, Table 1 printed six-decimal floats, and nothing said
     "smoke test" on the quick run's tables (issue 11)."""
-    import re
-
     import nbformat
 
     from msstlib import notebooks as N
@@ -269,17 +268,16 @@ def test_readme_counts_of_verdicts_are_the_committed_claims():
     """The README's status paragraph counts each regime's verdicts by hand after every landing ("In the
     default regime 12 of the 34 comparisons read `supported` ... 3 read `contradicted` ... 19 stay
     `unresolved`"); those counts are the committed claims.csv's, so prose cannot drift from the table."""
-    import re
-
     claims = pd.read_csv(CLAIMS / "claims.csv")
-    text = " ".join((ROOT / "README.md").read_text().split())
-    starts = list(re.finditer(r"In the (\S+) regime (\d+) of the (\d+) comparisons read `supported`", text))
-    assert starts, "README.md no longer counts a regime's verdicts in the sentence this test reads"
-    for i, m in enumerate(starts):
+    paragraphs = [" ".join(p.split()) for p in (ROOT / "README.md").read_text().split("\n\n")]
+    pattern = r"In the (\S+) regime (\d+) of the (\d+) comparisons read `supported`"
+    found = [(m, p) for p in paragraphs for m in re.finditer(pattern, p)]
+    assert found, "README.md no longer counts a regime's verdicts in the sentence this test reads"
+    for m, paragraph in found:
         regime, said = m.group(1), {"supported": int(m.group(2))}
         rows = claims[claims["regime"] == regime]
         assert int(m.group(3)) == len(rows), f"README: {regime} has {len(rows)} comparisons, not {m.group(3)}"
-        rest = text[m.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        rest = paragraph[m.end():].split("In the ")[0]  # up to the next regime's count, in this paragraph
         for verdict in ["contradicted", "unresolved"]:
             n = re.search(rf"(\d+) (?:read|stay) `{verdict}`", rest)
             if n:
