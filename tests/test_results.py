@@ -279,7 +279,7 @@ def test_readme_counts_of_verdicts_are_the_committed_claims():
         assert int(m.group(3)) == len(rows), f"README: {regime} has {len(rows)} comparisons, not {m.group(3)}"
         rest = paragraph[m.end():].split("In the ")[0]  # up to the next regime's count, in this paragraph
         for verdict in ["contradicted", "unresolved"]:
-            n = re.search(rf"(\d+) (?:read|stay) `{verdict}`", rest)
+            n = re.search(rf"(\d+) (?:reads?|stays?) `{verdict}`", rest)  # "1 reads", "3 read"
             if n:
                 said[verdict] = int(n.group(1))
         counts = rows["verdict"].value_counts()
