@@ -346,6 +346,32 @@ def build_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return side_by_side(table, build_cell)
 
 
+def tally(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims at a glance: for each claim (its comparisons taken together) and regime,
+    how many of its comparisons read each verdict of :data:`BUILD_VERDICTS`, raw, then how many
+    Holm supports, and over how many builds. One row per claim, one column per regime, in the order
+    :func:`claims_from_units` has them: the table the README opens its results with
+    (``claims_tally.csv``). A claim holds in a regime only where all its comparisons are supported."""
+    regimes = list(dict.fromkeys(table["regime"]))
+    rows = []
+    for claim in dict.fromkeys(table["claim"]):
+        row = {"the paper's claim": claim}
+        for regime in regimes:
+            g = table[(table["claim"] == claim) & (table["regime"] == regime)]
+            if not len(g):
+                row[regime] = "not run"
+                continue
+            counts = g["verdict"].value_counts()
+            parts = [f"{counts.get('supported', 0)} of {len(g)} supported"]
+            parts += [f"{counts[v]} {v}" for v in BUILD_VERDICTS[1:] if counts.get(v, 0)]
+            units = sorted(set(g["units"].astype(int)))
+            builds = f"{units[0]}" if len(units) == 1 else f"{units[0]}-{units[-1]}"
+            holm = int((g["verdict_holm"] == "supported").sum())
+            row[regime] = ", ".join(parts) + f"; Holm: {holm} supported; {builds} builds"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["the paper's claim", *regimes])
+
+
 def best_epoch_inflation(df: pd.DataFrame, configs: list[Config] | None = None) -> pd.DataFrame:
     """What picking the best *test* epoch (as several DFER repositories report) adds over the last
     epoch (our result): per configuration whose runs evaluated the test set after every epoch, the

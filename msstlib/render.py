@@ -6,8 +6,9 @@
 * :func:`render_figures`: ``gradcam.ipynb`` on the five-fold study's T=4 MSSTNet and its control;
 * :func:`build_cam`: ``gradcam.ipynb`` on one build's own models, one Grad-CAM unit per build;
 * :func:`overview`: ``data_overview.ipynb`` on a study's data; :func:`where`: what a study prints last;
-* :func:`readme_claims`: the README's claims table, re-pasted from ``claims_by_regime.csv`` whenever
-  the committed results' tables are rendered (the README shows it cell for cell).
+* :func:`readme_claims`: the README's claims table and its tally per claim, re-pasted from
+  ``claims_by_regime.csv`` and ``claims_tally.csv`` whenever the committed results' tables are
+  rendered (the README shows them cell for cell).
 
 A results folder says what it holds by its name: ``results/synthetic[-<regime>][-quick]``
 (:func:`regime_of`, :func:`is_smoke`).
@@ -71,30 +72,35 @@ def render_tables(results: Path, dataset: str, lock: bool = False) -> None:
                      "dfewlike_runs_dir": paths.relative(dfewlike) if dfewlike else "",
                      "builds_runs_dirs": json.dumps(builds)},
                     progress_bar=not lock)
-        side = results / "tables" / "claims_by_regime.csv"
-        if Path(results).resolve() == (paths.REPO / "results" / dataset).resolve() and side.is_file():
-            readme_claims(side, paths.REPO / "README.md")
+        if Path(results).resolve() == (paths.REPO / "results" / dataset).resolve():
+            for name, header in README_TABLES.items():
+                if (results / "tables" / name).is_file():
+                    readme_claims(results / "tables" / name, paths.REPO / "README.md", header)
     finally:
         if lock:
             lock_path.unlink(missing_ok=True)
 
 
 CLAIMS_HEADER = "| claim | comparison |"  # how the README's claims table begins, whatever its regime columns
+TALLY_HEADER = "| the paper's claim |"  # how the README's tally of verdicts per claim begins
+README_TABLES = {"claims_by_regime.csv": CLAIMS_HEADER, "claims_tally.csv": TALLY_HEADER}
 
 
-def readme_claims(side_csv: Path, readme: Path) -> bool:
-    """Replace the README's claims table (the first one whose header begins with
-    :data:`CLAIMS_HEADER`) with ``claims_by_regime.csv``, cell for cell; returns whether it changed.
-    The prose around it is the author's: only the table is derived."""
+def readme_claims(side_csv: Path, readme: Path, header: str = CLAIMS_HEADER) -> bool:
+    """Replace the README's table whose header line begins with ``header`` (the first; by default
+    the claims table, :data:`CLAIMS_HEADER`) with ``side_csv`` (``claims_by_regime.csv``, or
+    ``claims_tally.csv`` under :data:`TALLY_HEADER`), cell for cell; returns whether it changed.
+    The prose around it is the author's: only the tables are derived."""
     import pandas as pd
 
     side = pd.read_csv(side_csv, dtype=str, keep_default_na=False)
     table = ["| " + " | ".join(side.columns) + " |", "|" + "---|" * len(side.columns)]
     table += ["| " + " | ".join(row) + " |" for row in side.values.tolist()]
     lines = Path(readme).read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(CLAIMS_HEADER)), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
     if start is None:
-        raise ValueError(f"{paths.relative(readme)}: no claims table (a line beginning {CLAIMS_HEADER!r}) to replace")
+        raise ValueError(f"{paths.relative(readme)}: no table (a line beginning {header!r}) to replace with "
+                         f"{paths.relative(side_csv)}")
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
@@ -102,7 +108,7 @@ def readme_claims(side_csv: Path, readme: Path) -> bool:
     if new == lines:
         return False
     files.write_text(readme, "\n".join(new) + "\n")
-    print(f"    {paths.relative(readme)}: claims table re-pasted from {paths.relative(side_csv)}", flush=True)
+    print(f"    {paths.relative(readme)}: table re-pasted from {paths.relative(side_csv)}", flush=True)
     return True
 
 

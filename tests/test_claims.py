@@ -332,3 +332,20 @@ def test_a_regime_with_fewer_builds_than_planned_has_changes_pending_not_verdict
     assert one.loc[0, "verdict"] == "unresolved" and five.loc[0, "verdict"] == "supported"
     assert t.loc[0, "change"] == "pending: 1 of 8 builds"  # not "supported -> unresolved"
     assert paper_check.verdict_changes(one, five, comparisons=comps, planned=1).loc[0, "change"] == "supported -> unresolved"
+
+
+def test_tally_counts_each_claims_verdicts_per_regime_with_holm_and_builds():
+    """The README's tally per claim of the paper: every verdict counted (the non-inferiority and
+    did-not-train labels included), Holm's count beside it, the builds (a range where they differ),
+    and `not run` where a regime has no comparison of the claim."""
+    rows = [("x helps", "default", "supported", "supported", 8), ("x helps", "default", "unresolved", "unresolved", 8),
+            ("x helps", "default", "contradicted", "unresolved", 8), ("x helps", "dfew", "supported", "unresolved", 6),
+            ("x helps", "dfew", claims.NOT_SHOWN, "unresolved", 7), ("y matters", "default", "did not train",
+                                                                     "did not train", 8)]
+    table = pd.DataFrame(rows, columns=["claim", "regime", "verdict", "verdict_holm", "units"])
+    t = claims.tally(table)
+    assert t.columns.tolist() == ["the paper's claim", "default", "dfew"]
+    assert t.values.tolist() == [
+        ["x helps", "1 of 3 supported, 1 contradicted, 1 unresolved; Holm: 1 supported; 8 builds",
+         f"1 of 2 supported, 1 {claims.NOT_SHOWN}; Holm: 0 supported; 6-7 builds"],
+        ["y matters", "0 of 1 supported, 1 did not train; Holm: 0 supported; 8 builds", "not run"]]

@@ -245,12 +245,16 @@ def test_committed_claims_recompute_from_the_committed_builds_and_their_units():
     assert not ((claims["verdict_holm"] == "supported") & (claims["p_holm"] >= 0.05)).any()
     side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
     assert side.values.tolist() == K.build_side_by_side(again).values.tolist()
+    tally = pd.read_csv(CLAIMS / "claims_tally.csv")
+    assert tally.values.tolist() == K.tally(again).values.tolist()
 
 
-def test_readme_shows_the_committed_claims_table():
+@pytest.mark.parametrize("table", ["claims_by_regime", "claims_tally"])
+def test_readme_shows_the_committed_claims_table(table):
     """The README's claims table is the committed claims_by_regime table, cell for cell (it used to be
-    pasted from a helper outside the repository, and could drift from the runs)."""
-    side = pd.read_csv(CLAIMS / "claims_by_regime.csv")
+    pasted from a helper outside the repository, and could drift from the runs); so is its tally of
+    verdicts per claim of the paper (claims_tally)."""
+    side = pd.read_csv(CLAIMS / f"{table}.csv")
     header = "| " + " | ".join(side.columns) + " |"
     lines = (ROOT / "README.md").read_text().splitlines()
     assert header in lines, f"README.md has no claims table with the header {header}"
@@ -260,8 +264,8 @@ def test_readme_shows_the_committed_claims_table():
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    assert rows == side.values.tolist(), "README.md's claims table differs from results/synthetic/tables/" \
-                                         "claims_by_regime.md: paste that table into the README"
+    assert rows == side.values.tolist(), f"README.md's table differs from results/synthetic/tables/{table}.md: " \
+                                         "python -m msstlib.study --dataset synthetic --collect re-pastes it"
 
 
 def test_readme_counts_of_verdicts_are_the_committed_claims():
@@ -325,5 +329,24 @@ def test_the_readme_claims_table_is_re_pasted_from_the_committed_table_whatever_
     assert [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:start + 2]] == side.values.tolist()
     assert not render.readme_claims(tmp_path / "claims_by_regime.csv", readme)  # already current: unchanged
     readme.write_text("# no table\n")
-    with pytest.raises(ValueError, match="no claims table"):
+    with pytest.raises(ValueError, match="no table"):
         render.readme_claims(tmp_path / "claims_by_regime.csv", readme)
+
+
+def test_the_readme_tally_is_re_pasted_under_its_own_header_leaving_the_claims_table_alone(tmp_path):
+    """Two derived tables live in the README: the tally per claim and the claims table. Re-pasting
+    one (found by its header) must not touch the other, in either order."""
+    from msstlib import render
+
+    tally = pd.DataFrame({"the paper's claim": ["a helps"],
+                          "default": ["1 of 1 supported; Holm: 0 supported; 8 builds"]})
+    tally.to_csv(tmp_path / "claims_tally.csv", index=False)
+    readme = tmp_path / "README.md"
+    claims_table = "| claim | comparison | default |\n|---|---|---|\n| a helps | T4 - T4 | cell |\n"
+    readme.write_text("Intro.\n\n| the paper's claim | default |\n|---|---|\n| stale | stale |\n\nMiddle.\n\n"
+                      + claims_table)
+    assert render.readme_claims(tmp_path / "claims_tally.csv", readme, render.TALLY_HEADER)
+    text = readme.read_text()
+    assert "| a helps | 1 of 1 supported; Holm: 0 supported; 8 builds |" in text and "stale" not in text
+    assert text.endswith("\nMiddle.\n\n" + claims_table)
+    assert not render.readme_claims(tmp_path / "claims_tally.csv", readme, render.TALLY_HEADER)
