@@ -335,7 +335,7 @@ def test_the_readme_claims_table_is_re_pasted_from_the_committed_table_whatever_
 
 def test_the_readme_tally_is_re_pasted_under_its_own_header_leaving_the_claims_table_alone(tmp_path):
     """Two derived tables live in the README: the tally per claim and the claims table. Re-pasting
-    one (found by its header) must not touch the other, in either order."""
+    the tally (found by its own header) must leave the claims table after it untouched."""
     from msstlib import render
 
     tally = pd.DataFrame({"the paper's claim": ["a helps"],
