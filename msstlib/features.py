@@ -7,7 +7,8 @@ keeps), the stage maps the MELayers read and the pooled ``layer4`` feature the R
 read, in 16-bit floats, in one memory-mapped ``.npy`` per (backbone weights, image size, stages):
 ``<annotations dir>/cache/features_<weights digest>_<size>px_<stages>.npy`` with an index
 ``.json``. The index holds the frame cache's fingerprint of the dataset (annotations, clip
-folders, size) and the digest of the weights' bytes: a stale cache is never used.
+folders, size) and the digest of the weights' bytes: a stale cache is never used. A killed build
+resumes from its last saved batch (:func:`build`).
 
 Training uses it automatically when the backbone is frozen, no random crop is configured and a
 matching cache exists (``TrainConfig.feature_cache``, ``--no-feature-cache`` forces the backbone).
@@ -24,10 +25,12 @@ This module needs both the data and the model; neither of those imports it.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import math
+import os
 import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -136,6 +139,15 @@ def _frames_source(annotations: Path, root: Path, table, size: int):
     return get
 
 
+CHECKPOINT_S = 30.0  # how often a build saves its progress: a killed build recomputes at most this much
+
+
+def _in_progress(npy: Path) -> tuple[Path, Path, Path]:
+    """An unfinished build's files beside ``npy``: its ``.npy``, its scales (uint8) and its progress."""
+    return (npy.with_name(f".{npy.name}.partial"), npy.with_name(f".{scales_path(npy).name}.partial"),
+            npy.with_name(f".{npy.name}.progress.json"))
+
+
 @torch.no_grad()
 def build(annotations: str | Path, root: str | Path, weights: str | Path, size: int,
           stages: tuple[str, ...] = ("layer1", "layer2", "layer3"), cache_dir: str | Path | None = None,
@@ -144,9 +156,13 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
     clip's candidate frames only, :func:`msstlib.data.candidate_indices`; ``precision``: float16, or
     uint8 codes with their per-frame ranges, :func:`quantize`); returns the index path.
 
-    Refuses (:class:`ConfigError`) when the disk cannot hold the cache, saying how much it needs.
-    Written under a temporary name and renamed at the end: an interrupted build leaves nothing
-    that looks valid.
+    Refuses (:class:`ConfigError`) when the disk cannot hold the cache, saying how much it needs, and
+    when another live process is building the same cache (a lock ``.<cache>.lock`` beside it).
+    Written as ``.<cache>.partial`` and renamed at the end, so an interrupted build leaves nothing
+    that looks valid; every :data:`CHECKPOINT_S` seconds it records in ``.<cache>.progress.json``
+    how far it got, and the next build of the same cache (same dataset, weights, layout and batch)
+    goes on from there instead of starting again. The result is the one an uninterrupted build
+    writes: the batches after the resume point are the ones it would have formed.
     """
     from .model import Backbone
 
@@ -160,43 +176,118 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
         raise ConfigError(f"precision {precision!r}: expected one of {', '.join(DTYPES)}")
     npy, index_path = paths(annotations, weights, size, stages, cache_dir, candidates, precision)
     npy.parent.mkdir(parents=True, exist_ok=True)
-    need, free = needed_bytes(int(offsets[-1]), size, stages, precision), shutil.disk_usage(npy.parent).free
-    if need > free:
-        raise ConfigError(f"the feature cache for {annotations} at {size} px needs {need / 1e9:.1f} GB but "
-                          f"{npy.parent} has {free / 1e9:.1f} GB free; free space there, pass --cache-dir on a "
-                          f"larger disk, or train without it (--no-feature-cache)")
-    width = frame_width(size, stages)
-    backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
-    every_frame = _frames_source(annotations, root, table, size)
-
-    def frames_of(i: int, clip: str) -> torch.Tensor:
-        return every_frame(i, clip, int(table["num_frames"].iloc[i]))[torch.from_numpy(keep[i])]
-
-    with contextlib.ExitStack() as stack:  # fresh names (nothing planted there is followed), removed on failure
-        tmp = stack.enter_context(files.atomic_path(npy))
-        tmp_scales = stack.enter_context(files.atomic_path(scales_path(npy))) if precision == "uint8" else None
-        _fill(tmp, tmp_scales, table, counts, offsets, frames_of, backbone, stages, width, size, batch, progress)
     index = {"fingerprint": _fingerprint(annotations, table, root, size), "weights_digest": file_digest(weights),
              "size": size, "stages": list(stages), "layout": [[n, list(s)] for n, s in layout(size, stages)],
              "dtype": np.dtype(DTYPES[precision]).name, "candidates": candidates, "offsets": offsets.tolist()}
-    files.write_json(index_path, index)
+    with files.FolderLock(npy.parent, f"the feature cache {npy.name} is being built: its folder",
+                          name=f".{npy.name}.lock"):
+        _remove_strays(npy)
+        parts = _Partial(npy, {**index, "batch": batch}, int(offsets[-1]), frame_width(size, stages), precision)
+        need, free = needed_bytes(int(offsets[-1]), size, stages, precision), shutil.disk_usage(npy.parent).free
+        if need - parts.allocated() > free:
+            raise ConfigError(f"the feature cache for {annotations} at {size} px needs {need / 1e9:.1f} GB but "
+                              f"{npy.parent} has {free / 1e9:.1f} GB free; free space there, pass --cache-dir on a "
+                              f"larger disk, or train without it (--no-feature-cache)")
+        backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
+        every_frame = _frames_source(annotations, root, table, size)
+
+        def frames_of(i: int, clip: str) -> torch.Tensor:
+            return every_frame(i, clip, int(table["num_frames"].iloc[i]))[torch.from_numpy(keep[i])]
+
+        _fill(parts, table, offsets, frames_of, backbone, stages, size, batch, progress)
+        parts.finish()
+        files.write_json(index_path, index)
     return index_path
 
 
-def _fill(tmp: Path, tmp_scales: Path | None, table, counts, offsets, frames_of, backbone, stages, width: int,
-          size: int, batch: int, progress: bool) -> None:
-    """Compute every stored frame's packed features (and its flip's) into a new ``.npy`` at ``tmp``
-    (float16; with ``tmp_scales``, uint8 codes there and their ranges in ``tmp_scales``);
-    ``frames_of(i, clip)``: clip ``i``'s stored frames, ``counts[i]`` of them."""
+def _remove_strays(npy: Path) -> None:
+    """Remove the temporary files of this cache that builds before resumable ones left when killed
+    (``.<cache>.*.tmp``, as large as the cache itself); the caller holds the cache's lock."""
+    strays = [p for name in (npy.name, scales_path(npy).name) for p in npy.parent.glob(f".{name}.*.tmp")]
+    if strays:
+        gb = sum(p.stat().st_blocks * 512 for p in strays if not p.is_symlink()) / 1e9
+        for p in strays:
+            p.unlink(missing_ok=True)
+        print(f"note: removed {len(strays)} temporary file(s) of an interrupted feature cache build "
+              f"({gb:.1f} GB) from {relative(npy.parent)}", file=sys.stderr)
+
+
+class _Partial:
+    """An unfinished build's arrays (:func:`_in_progress`): opened where a saved progress matches
+    ``identity`` and the arrays have the expected shapes, else created afresh (through fresh names,
+    so nothing planted at the partial names is followed)."""
+
+    def __init__(self, npy: Path, identity: dict, n_frames: int, width: int, precision: str):
+        self.npy, self.identity = npy, json.loads(json.dumps(identity))
+        self.paths = _in_progress(npy)
+        codes_shape, dtype = (n_frames, 2, width), np.dtype(DTYPES[precision])
+        sections = len(self.identity["layout"])
+        self.shapes = [(codes_shape, dtype)] + ([((n_frames, 2, sections, 2), np.dtype(np.float32))]
+                                                if precision == "uint8" else [])
+        self.clips = self.frames = 0
+        opened = self._reopen()
+        if opened is None:
+            for p in self.paths:
+                p.unlink(missing_ok=True)
+            opened = []
+            for path, (shape, dt) in zip(self.paths, self.shapes):
+                with files.atomic_path(path) as tmp:
+                    opened.append(np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape))
+            self.save()
+        self.store, self.ranges = opened[0], (opened[1] if len(opened) > 1 else None)
+
+    def _reopen(self) -> list | None:
+        try:
+            saved = json.loads(self.paths[2].read_text())
+            if not isinstance(saved, dict) or saved.get("identity") != self.identity:
+                return None
+            clips, frames = int(saved["clips"]), int(saved["frames"])
+            arrays = []
+            for path, (shape, dt) in zip(self.paths, self.shapes):
+                if path.is_symlink() or not path.is_file():
+                    return None
+                arrays.append(np.lib.format.open_memmap(path, mode="r+"))
+                if arrays[-1].shape != shape or arrays[-1].dtype != dt:
+                    return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        self.clips, self.frames = clips, frames
+        return arrays
+
+    def allocated(self) -> int:
+        """Bytes the partial arrays already take on disk (a resumed build needs only the rest)."""
+        return sum(p.stat().st_blocks * 512 for p in self.paths[:len(self.shapes)] if p.is_file())
+
+    def save(self, clips: int = 0, frames: int = 0) -> None:
+        """Record that clips ``[0, clips)``, frames ``[0, frames)``, are stored (after flushing them)."""
+        for array in (getattr(self, "store", None), getattr(self, "ranges", None)):
+            if array is not None:
+                array.flush()
+        self.clips, self.frames = clips, frames
+        files.write_json(self.paths[2], {"identity": self.identity, "clips": clips, "frames": frames})
+
+    def finish(self) -> None:
+        """Flush and rename the arrays onto the cache's names; forget the progress."""
+        self.store.flush()
+        if self.ranges is not None:
+            self.ranges.flush()
+        del self.store, self.ranges
+        if len(self.shapes) > 1:
+            os.replace(self.paths[1], scales_path(self.npy))
+        os.replace(self.paths[0], self.npy)
+        self.paths[2].unlink(missing_ok=True)
+
+
+def _fill(parts: _Partial, table, offsets, frames_of, backbone, stages, size: int, batch: int, progress: bool) -> None:
+    """Compute every stored frame's packed features (and its flip's) into ``parts`` (float16; with
+    its ``ranges``, uint8 codes and their ranges), from where a saved progress left off;
+    ``frames_of(i, clip)``: clip ``i``'s stored frames. Batches gather whole clips up to ``batch``
+    frames, from the first clip or the resume point: the same batches either way."""
     from tqdm.auto import tqdm
 
-    n_frames = int(offsets[-1])
-    dtype = np.uint8 if tmp_scales is not None else np.float16
-    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_frames, 2, width))
+    store, ranges = parts.store, parts.ranges
     sections = [math.prod(shape) for _, shape in layout(size, stages)]
-    ranges = (np.lib.format.open_memmap(tmp_scales, mode="w+", dtype=np.float32, shape=(n_frames, 2, len(sections), 2))
-              if tmp_scales is not None else None)
-    pending, start = [], 0
+    pending, start, saved_at = [], parts.frames, time.monotonic()
 
     def flush(chunk: list[torch.Tensor], at: int) -> None:
         x = torch.cat(chunk)
@@ -209,20 +300,21 @@ def _fill(tmp: Path, tmp_scales: Path | None, table, counts, offsets, frames_of,
                 codes, scales = quantize(packed.float(), sections)
                 store[at:at + len(x), flip], ranges[at:at + len(x), flip] = codes.numpy(), scales.numpy()
 
-    bar = tqdm(total=int(offsets[-1]), desc=f"backbone features at {size}px", unit="frame", disable=not progress,
-               mininterval=5)
+    bar = tqdm(total=int(offsets[-1]), initial=start, desc=f"backbone features at {size}px", unit="frame",
+               disable=not progress, mininterval=5)
     for i, clip in enumerate(table["clip"]):
+        if i < parts.clips:
+            continue
         pending.append(frames_of(i, clip))
         if sum(len(p) for p in pending) >= batch or i == len(table) - 1:
             n = sum(len(p) for p in pending)
             flush(pending, start)
             start, pending = start + n, []
             bar.update(n)
+            if time.monotonic() - saved_at >= CHECKPOINT_S:
+                parts.save(i + 1, start)
+                saved_at = time.monotonic()
     bar.close()
-    store.flush()
-    if ranges is not None:
-        ranges.flush()
-    del store, ranges
 
 
 class FeatureStore:

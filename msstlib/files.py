@@ -158,11 +158,13 @@ class FolderLock:
     """One writer per folder: ``with FolderLock(folder, "run"):`` (see the module docstring).
 
     ``what`` names the folder in messages ("run folder", "results folder"). ``say`` receives the
-    message when a stale lock is taken over (default: print to stderr)."""
+    message when a stale lock is taken over (default: print to stderr). ``name``: the lock file's
+    name in the folder; another name locks one file's writer instead of the whole folder's (the
+    feature cache, ``.<cache>.lock``)."""
 
-    def __init__(self, folder: str | Path, what: str = "folder", say=None):
+    def __init__(self, folder: str | Path, what: str = "folder", say=None, name: str = LOCK_NAME):
         self.folder, self.what = Path(folder), what
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self.say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.token = ""
         self._stop: threading.Event | None = None
@@ -234,7 +236,7 @@ class FolderLock:
         """Remove a stale lock, if it is still the one judged stale. A short-lived guard file makes
         the take-over one process's: two that found the same stale lock cannot both remove it (the
         second would remove the first one's new lock)."""
-        guard = self.path.with_name(LOCK_NAME + ".takeover")
+        guard = self.path.with_name(self.path.name + ".takeover")
         try:
             fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

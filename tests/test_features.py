@@ -309,3 +309,63 @@ def test_a_uint8_cache_halves_the_bytes_and_gives_the_backbone_path_up_to_its_8_
     with pytest.raises(ConfigError, match="--precision uint8"):  # it describes the cache: no cache, no run
         T.run(work_dir=str(tmp_path / "off"), overrides={**SMALL, "backbone_weights": r18, "feature_precision": "uint8",
                                                           "feature_cache": False}, **kw)
+
+
+_KILLED_BUILD = """
+import os, sys
+import torch
+torch.set_num_threads(int(sys.argv[5]))
+from msstlib import features as FT
+FT.CHECKPOINT_S = 0.0  # save after every batch
+real, calls = FT.to_model_input, [0]
+def dying(x):  # one call per batch and flip: die like kill -9 (no cleanup) in the third batch
+    calls[0] += 1
+    if calls[0] > 5:
+        os._exit(9)
+    return real(x)
+FT.to_model_input = dying
+FT.build(sys.argv[1], sys.argv[2], sys.argv[3], 64, cache_dir=sys.argv[4], batch=8, progress=False)
+"""
+
+
+def test_a_killed_build_resumes_where_it_stopped_and_writes_what_an_uninterrupted_one_writes(tiny, r18, tmp_path,
+                                                                                              monkeypatch, capsys):
+    """At DFEW's size the feature cache takes hours and tens of GB (issue 29): a kill must cost at
+    most the last CHECKPOINT_S, and leave no stray file as large as the cache (before: the build
+    started again from frame 0 and each kill left a ``.<cache>.*.tmp`` behind)."""
+    import subprocess
+    import sys
+
+    from msstlib import files
+
+    ann, root = tiny
+    whole = FT.build(ann, root, r18, 64, cache_dir=tmp_path / "whole", batch=8, progress=False)
+    out = tmp_path / "resumed"
+    npy, _ = FT.paths(ann, r18, 64, ("layer1", "layer2", "layer3"), out)
+    out.mkdir()
+    (out / f".{npy.name}.abc123.tmp").write_bytes(b"\0" * 4096)  # what an older build left when killed
+    done = subprocess.run([sys.executable, "-c", _KILLED_BUILD, ann, root, r18, str(out), str(torch.get_num_threads())],
+                          capture_output=True, text=True)
+    assert done.returncode == 9 and not npy.exists()
+    assert "removed 1 temporary file(s)" in done.stderr and not any(out.glob("*.tmp"))
+    partial, _, saved = FT._in_progress(npy)
+    progress = json.loads(saved.read_text())
+    offsets, saved_frames = json.loads(whole.read_text())["offsets"], progress["frames"]
+    assert partial.is_file() and 0 < saved_frames == offsets[progress["clips"]] < offsets[-1]
+    with files.FolderLock(out, "test", name=f".{npy.name}.lock"):  # another live builder of the same cache
+        with pytest.raises(files.LockHeld, match="being built"):
+            FT.build(ann, root, r18, 64, cache_dir=out, batch=8, progress=False)
+    computed, real = [], FT.to_model_input
+    monkeypatch.setattr(FT, "to_model_input", lambda x: computed.append(len(x)) or real(x))
+    index = FT.build(ann, root, r18, 64, cache_dir=out, batch=8, progress=False)
+    total = offsets[-1]
+    assert sum(computed) == 2 * (total - saved_frames)  # only the frames after the last saved batch, each with its flip
+    assert np.array_equal(np.load(npy), np.load(whole.with_suffix(".npy")))
+    assert json.loads(index.read_text()) == json.loads(whole.read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted([npy.name, index.name])  # no partial, progress, lock or stray
+    assert "took over a stale lock" in capsys.readouterr().err  # the killed build's
+    computed.clear()  # a build with another batch does not mix its batches into a partial of this one
+    subprocess.run([sys.executable, "-c", _KILLED_BUILD, ann, root, r18, str(out), str(torch.get_num_threads())])
+    FT.build(ann, root, r18, 64, cache_dir=out, batch=16, progress=False)
+    assert sum(computed) == 2 * total
+    assert np.array_equal(np.load(npy), np.load(whole.with_suffix(".npy")))
