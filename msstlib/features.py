@@ -188,6 +188,7 @@ def build(annotations: str | Path, root: str | Path, weights: str | Path, size: 
             raise ConfigError(f"the feature cache for {annotations} at {size} px needs {need / 1e9:.1f} GB but "
                               f"{npy.parent} has {free / 1e9:.1f} GB free; free space there, pass --cache-dir on a "
                               f"larger disk, or train without it (--no-feature-cache)")
+        parts.open()
         backbone = Backbone(stages, str(weights), full=True).eval().to(memory_format=torch.channels_last)
         every_frame = _frames_source(annotations, root, table, size)
 
@@ -225,7 +226,12 @@ class _Partial:
         self.shapes = [(codes_shape, dtype)] + ([((n_frames, 2, sections, 2), np.dtype(np.float32))]
                                                 if precision == "uint8" else [])
         self.clips = self.frames = 0
-        opened = self._reopen()
+        self.store = self.ranges = None
+        self.arrays = self._reopen()
+
+    def open(self) -> None:
+        """Take the reopened arrays, or create new ones (the caller has checked the disk first)."""
+        opened = self.arrays
         if opened is None:
             for p in self.paths:
                 p.unlink(missing_ok=True)
@@ -255,12 +261,12 @@ class _Partial:
         return arrays
 
     def allocated(self) -> int:
-        """Bytes the partial arrays already take on disk (a resumed build needs only the rest)."""
-        return sum(p.stat().st_blocks * 512 for p in self.paths[:len(self.shapes)] if p.is_file())
+        """Bytes the reopened arrays already take on disk (a resumed build needs only the rest)."""
+        return 0 if self.arrays is None else sum(p.stat().st_blocks * 512 for p in self.paths[:len(self.shapes)])
 
     def save(self, clips: int = 0, frames: int = 0) -> None:
         """Record that clips ``[0, clips)``, frames ``[0, frames)``, are stored (after flushing them)."""
-        for array in (getattr(self, "store", None), getattr(self, "ranges", None)):
+        for array in (self.store, self.ranges):
             if array is not None:
                 array.flush()
         self.clips, self.frames = clips, frames
@@ -271,7 +277,7 @@ class _Partial:
         self.store.flush()
         if self.ranges is not None:
             self.ranges.flush()
-        del self.store, self.ranges
+        self.store = self.ranges = self.arrays = None
         if len(self.shapes) > 1:
             os.replace(self.paths[1], scales_path(self.npy))
         os.replace(self.paths[0], self.npy)

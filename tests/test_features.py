@@ -120,6 +120,7 @@ def test_refuses_a_cache_the_disk_cannot_hold(tiny, r18, tmp_path, monkeypatch, 
     assert not any(out.glob("features_*"))
     with pytest.raises(ConfigError):
         FT.build(tiny[0], tiny[1], r18, 64, cache_dir=out, progress=False)
+    assert not out.exists() or not list(out.iterdir())  # nothing half-made: no partial, progress or lock
 
 
 def _locked_kib() -> int:
