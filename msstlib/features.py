@@ -227,24 +227,27 @@ class _Partial:
                                                 if precision == "uint8" else [])
         self.clips = self.frames = 0
         self.store = self.ranges = None
-        self.arrays = self._reopen()
+        self._take(self._reopen())
+
+    def _take(self, arrays: list | None) -> None:
+        if arrays is not None:
+            self.store, self.ranges = arrays[0], (arrays[1] if len(arrays) > 1 else None)
 
     def open(self) -> None:
-        """Take the reopened arrays, or create new ones (the caller has checked the disk first)."""
-        opened = self.arrays
-        if opened is None:
+        """Keep the reopened arrays, or create new ones (the caller has checked the disk first)."""
+        if self.store is None:
             for p in self.paths:
                 p.unlink(missing_ok=True)
-            opened = []
+            created = []
             for path, (shape, dt) in zip(self.paths, self.shapes):
                 with files.atomic_path(path) as tmp:
-                    opened.append(np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape))
+                    created.append(np.lib.format.open_memmap(tmp, mode="w+", dtype=dt, shape=shape))
+            self._take(created)
             self.save()
-        self.store, self.ranges = opened[0], (opened[1] if len(opened) > 1 else None)
 
     def _reopen(self) -> list | None:
         try:
-            saved = json.loads(self.paths[2].read_text())
+            saved = json.loads(self.paths[2].read_text())  # damaged or absent: start afresh, no error
             if not isinstance(saved, dict) or saved.get("identity") != self.identity:
                 return None
             clips, frames = int(saved["clips"]), int(saved["frames"])
@@ -262,22 +265,23 @@ class _Partial:
 
     def allocated(self) -> int:
         """Bytes the reopened arrays already take on disk (a resumed build needs only the rest)."""
-        return 0 if self.arrays is None else sum(p.stat().st_blocks * 512 for p in self.paths[:len(self.shapes)])
+        return 0 if self.store is None else sum(p.stat().st_blocks * 512 for p in self.paths[:len(self.shapes)])
 
-    def save(self, clips: int = 0, frames: int = 0) -> None:
-        """Record that clips ``[0, clips)``, frames ``[0, frames)``, are stored (after flushing them)."""
+    def _flush(self) -> None:
         for array in (self.store, self.ranges):
             if array is not None:
                 array.flush()
+
+    def save(self, clips: int = 0, frames: int = 0) -> None:
+        """Record that clips ``[0, clips)``, frames ``[0, frames)``, are stored (after flushing them)."""
+        self._flush()
         self.clips, self.frames = clips, frames
         files.write_json(self.paths[2], {"identity": self.identity, "clips": clips, "frames": frames})
 
     def finish(self) -> None:
         """Flush and rename the arrays onto the cache's names; forget the progress."""
-        self.store.flush()
-        if self.ranges is not None:
-            self.ranges.flush()
-        self.store = self.ranges = self.arrays = None
+        self._flush()
+        self.store = self.ranges = None
         if len(self.shapes) > 1:
             os.replace(self.paths[1], scales_path(self.npy))
         os.replace(self.paths[0], self.npy)
