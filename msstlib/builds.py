@@ -22,13 +22,14 @@ backbone (``resnet18_64px.pt``, shared by the build's regimes) and its rows' che
 (``work<regime suffix>/``); its rows' results go to ``results/<dataset><regime suffix>/builds/runs/``
 (validation: ``.../validation/runs/``). Once a build's rows have landed, its feature cache (9.6 GB
 per regime) may go: :func:`drop_feature_cache` (``python -m msstlib.study ... --builds K
---drop-caches``) removes it and keeps the frames and checkpoints (Grad-CAM reads those).
+--drop-caches``) removes the cache its rows read and keeps the frames and checkpoints (Grad-CAM reads those).
 
 This module also holds the preparation steps the five-fold study uses (:func:`prepare_synthetic`).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -120,13 +121,21 @@ class Build:
                                  feature_precision=feature_precision, lengths=self.lengths)
 
 
-def drop_feature_cache(annotations: str | Path) -> int:
-    """Remove a prepared dataset's feature caches (``<annotations dir>/cache/features_*``); returns
-    the bytes freed. The frame cache, the JPEGs and any checkpoint stay."""
+# a feature cache's files: features_<weights>_<size>px_<stages>[_k<K>][_u8] + .npy / .json / .scales.npy
+_CACHE_FILE = re.compile(r"features_[0-9a-f]+_\d+px_[a-z0-9-]+(?:_k(\d+))?(_u8)?(?:\.scales)?\.(?:npy|json)")
+
+
+def drop_feature_cache(annotations: str | Path, candidate_frames: int = 0, feature_precision: str = "float16") -> int:
+    """Remove a prepared dataset's feature caches of one kind (the candidate count and precision a
+    study's rows read, ``DataConfig.candidate_frames`` / ``feature_precision``); returns the bytes
+    freed. Caches of another kind (another study on the same build) stay, and so do the frame
+    cache, the JPEGs, any checkpoint and a build's ``.partial`` (its builder may be running)."""
     freed = 0
     for f in sorted((Path(annotations).parent / "cache").glob("features_*")):
-        freed += f.stat().st_size
-        f.unlink()
+        m = _CACHE_FILE.fullmatch(f.name)
+        if m and int(m.group(1) or 0) == candidate_frames and bool(m.group(2)) == (feature_precision == "uint8"):
+            freed += f.stat().st_size
+            f.unlink()
     return freed
 
 

@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --builds and --results-root: draw each build's SynDFER with clips of SHORTEST..LONGEST "
                    "frames instead of 8..47 (11 143: DFEW's mean of 77), as data of its own beside the build's "
                    "(same seeds and backbone); a check of what a setting does on longer clips, never a claim unit")
-    b.add_argument("--drop-caches", action="store_true", help="with --builds: delete a build's feature cache (9.6 GB) "
-                   "once all its rows have landed (frames and checkpoints stay)")
+    b.add_argument("--drop-caches", action="store_true", help="with --builds: delete the feature cache its rows read (9.6 GB) "
+                   "once all of them have landed (frames, checkpoints and other settings' caches stay)")
     ex = p.add_argument_group("where the jobs run")
     ex.add_argument("--executor", choices=("local", "slurm"), default="local")
     ex.add_argument("--jobs", type=int, default=1, help="local: rows at a time (each gets cores/jobs threads)")
@@ -369,7 +369,7 @@ def run_builds(args: argparse.Namespace, extra: dict, five_fold_results: Path) -
                     failures.append(f"{b.name} Grad-CAM")
             if args.drop_caches and all(row_done(study, row) for row in rows):
                 print(f"build {b.name}: all rows landed; feature cache removed "
-                      f"({drop_feature_cache(annotations) / 1e9:.1f} GB freed)", flush=True)
+                      f"({drop_feature_cache(annotations, k, precision) / 1e9:.1f} GB freed)", flush=True)
     if listing or not args.builds or args.results_root:  # no table of the study's from these
         if args.results_root and not listing:
             print(f"builds {' '.join(b.name for b in builds)}: rows under {paths.relative(args.results_root)}; "

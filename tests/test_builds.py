@@ -59,15 +59,27 @@ def test_a_bad_build_number_is_refused_with_exit_2(capsys):
     assert "numbered" in capsys.readouterr().err
 
 
-def test_dropping_a_builds_feature_cache_keeps_frames_and_checkpoints(tmp_path):
+def test_dropping_a_builds_feature_cache_keeps_frames_checkpoints_and_other_studies_caches(tmp_path):
     cache = tmp_path / "prepared" / "cache"
     cache.mkdir(parents=True)
     (cache / "features_abc_64px_layer1-layer2-layer3.npy").write_bytes(b"x" * 1000)
     (cache / "features_abc_64px_layer1-layer2-layer3.json").write_text("{}")
+    (cache / "features_0dd_64px_layer1-layer2-layer3.npy").write_bytes(b"z" * 7)  # a stale backbone's
+    # another study's cache on the same build (K = 32 candidates in uint8): the first drop must keep it
+    # (it once removed every features_* file, and the other study built its 5.5 GB cache again)
+    k32 = ["features_abc_64px_layer1-layer2-layer3_k32_u8" + ext for ext in (".npy", ".json", ".scales.npy")]
+    for name in k32:
+        (cache / name).write_bytes(b"w" * 100)
+    partial = cache / ".features_abc_64px_layer1-layer2-layer3.npy.partial"  # a running builder's
+    partial.write_bytes(b"p")
     (cache / "frames_64px.npy").write_bytes(b"y" * 10)
     (cache / "index_64px.json").write_text("{}")
-    assert builds.drop_feature_cache(tmp_path / "prepared" / "annotations.csv") == 1002
-    assert sorted(p.name for p in cache.iterdir()) == ["frames_64px.npy", "index_64px.json"]
+    annotations = tmp_path / "prepared" / "annotations.csv"
+    assert builds.drop_feature_cache(annotations) == 1002 + 7
+    assert sorted(p.name for p in cache.iterdir()) == sorted(k32 + [partial.name, "frames_64px.npy", "index_64px.json"])
+    assert builds.drop_feature_cache(annotations, 32, "float16") == 0  # not the uint8 one
+    assert builds.drop_feature_cache(annotations, 32, "uint8") == 300
+    assert sorted(p.name for p in cache.iterdir()) == sorted([partial.name, "frames_64px.npy", "index_64px.json"])
 
 
 @pytest.mark.slow
@@ -131,7 +143,7 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     shutil.copytree(tiny[1], data)
     cache = data / "prepared" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "features_x_64px.npy").write_bytes(b"z" * 100)
+    (cache / "features_ab12_64px_layer1-layer2-layer3.npy").write_bytes(b"z" * 100)
     monkeypatch.setattr(builds.Build, "data", lambda self, work=None: data)
     monkeypatch.setattr(builds.Build, "backbone", lambda self, work=None: Path(r18))
     monkeypatch.setattr(builds.Build, "scratch", lambda self, work=None: tmp_path / "work")
@@ -155,7 +167,7 @@ def test_a_build_run_prepares_runs_scores_drops_its_cache_and_renders(tiny, r18,
     assert study.main(["--dataset", "synthetic", "--builds", "1", "--frames", "4", "--drop-caches"]) == 0
     assert prepared == [("b01", True)] and scored == ["b01"] and len(rendered) == 1
     assert ran and all(n.startswith("b01_T04_") for n in ran)
-    assert not (cache / "features_x_64px.npy").exists()  # all rows landed: the feature cache went
+    assert not (cache / "features_ab12_64px_layer1-layer2-layer3.npy").exists()  # all rows landed: the feature cache went
     assert "feature cache removed" in capsys.readouterr().out
     # again: nothing left to run, and (fault: it was built again, 17 min and 5.5 GB for nothing) no
     # feature cache prepared for rows that have all landed
