@@ -29,7 +29,6 @@ This module also holds the preparation steps the five-fold study uses (:func:`pr
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -121,19 +120,16 @@ class Build:
                                  feature_precision=feature_precision, lengths=self.lengths)
 
 
-# a feature cache's files: features_<weights>_<size>px_<stages>[_k<K>][_u8] + .npy / .json / .scales.npy
-_CACHE_FILE = re.compile(r"features_[0-9a-f]+_\d+px_[a-z0-9-]+(?:_k(\d+))?(_u8)?(?:\.scales)?\.(?:npy|json)")
-
-
 def drop_feature_cache(annotations: str | Path, candidate_frames: int = 0, feature_precision: str = "float16") -> int:
     """Remove a prepared dataset's feature caches of one kind (the candidate count and precision a
     study's rows read, ``DataConfig.candidate_frames`` / ``feature_precision``); returns the bytes
     freed. Caches of another kind (another study on the same build) stay, and so do the frame
     cache, the JPEGs, any checkpoint and a build's ``.partial`` (its builder may be running)."""
+    from .features import kind  # torch: not needed to list or plan builds
+
     freed = 0
     for f in sorted((Path(annotations).parent / "cache").glob("features_*")):
-        m = _CACHE_FILE.fullmatch(f.name)
-        if m and int(m.group(1) or 0) == candidate_frames and bool(m.group(2)) == (feature_precision == "uint8"):
+        if kind(f.name) == (candidate_frames, feature_precision):
             freed += f.stat().st_size
             f.unlink()
     return freed

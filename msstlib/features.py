@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -96,6 +97,17 @@ def paths(annotations: str | Path, weights: str | Path, size: int, stages: tuple
     stem = (f"features_{file_digest(weights)[:10]}_{size}px_{'-'.join(stages)}" + (f"_k{candidates}" if candidates else "")
             + ("_u8" if precision == "uint8" else ""))
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
+
+
+# the files of a cache that :func:`paths` names: ``features_<weights>_<size>px_<stages>[_k<K>][_u8]``
+# + ``.npy`` / ``.json`` / ``.scales.npy``
+_NAME = re.compile(r"features_[0-9a-f]+_\d+px_[a-z0-9-]+(?:_k(\d+))?(_u8)?(?:\.scales)?\.(?:npy|json)")
+
+
+def kind(name: str) -> tuple[int, str] | None:
+    """``(candidates, precision)`` of a cache file named as :func:`paths` names it (None: not one)."""
+    m = _NAME.fullmatch(name)
+    return (int(m.group(1) or 0), "uint8" if m.group(2) else "float16") if m else None
 
 
 def scales_path(npy: Path) -> Path:

@@ -60,26 +60,36 @@ def test_a_bad_build_number_is_refused_with_exit_2(capsys):
 
 
 def test_dropping_a_builds_feature_cache_keeps_frames_checkpoints_and_other_studies_caches(tmp_path):
-    cache = tmp_path / "prepared" / "cache"
+    from msstlib import features
+
+    annotations = tmp_path / "prepared" / "annotations.csv"
+    cache = annotations.parent / "cache"
     cache.mkdir(parents=True)
-    (cache / "features_abc_64px_layer1-layer2-layer3.npy").write_bytes(b"x" * 1000)
-    (cache / "features_abc_64px_layer1-layer2-layer3.json").write_text("{}")
-    (cache / "features_0dd_64px_layer1-layer2-layer3.npy").write_bytes(b"z" * 7)  # a stale backbone's
+    weights, stale = tmp_path / "r18.pt", tmp_path / "old.pt"
+    weights.write_bytes(b"weights")
+    stale.write_bytes(b"an earlier backbone")
+    stages = ("layer1", "layer2", "layer3")
+    npy, index = features.paths(annotations, weights, 64, stages)  # the names the cache builder gives
+    npy.write_bytes(b"x" * 1000)
+    index.write_text("{}")
+    features.paths(annotations, stale, 64, stages)[0].write_bytes(b"z" * 7)  # a stale backbone's: same kind
     # another study's cache on the same build (K = 32 candidates in uint8): the first drop must keep it
     # (it once removed every features_* file, and the other study built its 5.5 GB cache again)
-    k32 = ["features_abc_64px_layer1-layer2-layer3_k32_u8" + ext for ext in (".npy", ".json", ".scales.npy")]
-    for name in k32:
-        (cache / name).write_bytes(b"w" * 100)
-    partial = cache / ".features_abc_64px_layer1-layer2-layer3.npy.partial"  # a running builder's
+    k32, k32_index = features.paths(annotations, weights, 64, stages, candidates=32, precision="uint8")
+    k32 = [k32, k32_index, features.scales_path(k32)]
+    for f in k32:
+        f.write_bytes(b"w" * 100)
+    assert [features.kind(f.name) for f in k32] == [(32, "uint8")] * 3 and features.kind(npy.name) == (0, "float16")
+    partial = cache / f".{npy.name}.partial"  # a running builder's
     partial.write_bytes(b"p")
     (cache / "frames_64px.npy").write_bytes(b"y" * 10)
     (cache / "index_64px.json").write_text("{}")
-    annotations = tmp_path / "prepared" / "annotations.csv"
+    keep = ["frames_64px.npy", "index_64px.json", partial.name]
     assert builds.drop_feature_cache(annotations) == 1002 + 7
-    assert sorted(p.name for p in cache.iterdir()) == sorted(k32 + [partial.name, "frames_64px.npy", "index_64px.json"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(keep + [f.name for f in k32])
     assert builds.drop_feature_cache(annotations, 32, "float16") == 0  # not the uint8 one
     assert builds.drop_feature_cache(annotations, 32, "uint8") == 300
-    assert sorted(p.name for p in cache.iterdir()) == sorted([partial.name, "frames_64px.npy", "index_64px.json"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(keep)
 
 
 @pytest.mark.slow
