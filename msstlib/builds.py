@@ -22,7 +22,8 @@ backbone (``resnet18_64px.pt``, shared by the build's regimes) and its rows' che
 (``work<regime suffix>/``); its rows' results go to ``results/<dataset><regime suffix>/builds/runs/``
 (validation: ``.../validation/runs/``). Once a build's rows have landed, its feature cache (9.6 GB
 per regime) may go: :func:`drop_feature_cache` (``python -m msstlib.study ... --builds K
---drop-caches``) removes the cache its rows read and keeps the frames and checkpoints (Grad-CAM reads those).
+--drop-caches``) removes the cache its rows read and keeps the frames and checkpoints (Grad-CAM
+reads those) and other settings' caches.
 
 This module also holds the preparation steps the five-fold study uses (:func:`prepare_synthetic`).
 """
